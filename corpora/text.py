@@ -1,0 +1,119 @@
+"""Strict reading of UTF-8 corpora and word-level tokenization.
+
+A corpus is read in blocks of whole lines so that memory stays flat however big
+it is. Lines are what Python's text mode calls lines (``\\r\\n`` and ``\\r`` end a
+line too); every line, blank ones included, ends with one ``<eos>`` token, and
+words are what ``str.split()`` returns.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import NgteachError
+
+EOS = "<eos>"
+UNK = "<unk>"
+BLOCK_BYTES = 1 << 24
+# Stands for a line end inside a block. NUL never occurs in accepted text (binary is
+# refused), so it cannot collide with a word.
+_LINE_END = "\x00"
+
+ByteCallback = Callable[[int], None]
+
+
+def check_corpus(path: str | os.PathLike) -> Path:
+    """Return ``path`` if it is a readable, non-empty file, else raise NgteachError."""
+    path = Path(path)
+    if not path.exists():
+        raise NgteachError(f"{path}: no such file")
+    if path.is_dir():
+        raise NgteachError(f"{path}: is a directory, not a text file")
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise NgteachError(f"{path}: cannot read ({e.strerror})") from None
+    if empty:
+        raise NgteachError(f"{path}: the file is empty")
+    return path
+
+
+def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> Iterator[str]:
+    """Yield the text of ``path`` in blocks that end at a line end (the last one may not).
+
+    Refuses binary data (a NUL byte) and invalid UTF-8, naming the byte offset.
+    """
+    path = check_corpus(path)
+    offset = 0
+    carry = b""
+    with open(path, "rb") as f:
+        while raw := f.read(BLOCK_BYTES):
+            data = carry + raw
+            cut = data.rfind(b"\n") + 1
+            block, carry = data[:cut], data[cut:]
+            if block:
+                yield _decode(path, block, offset)
+                offset += len(block)
+            if on_bytes:
+                on_bytes(len(raw))
+    if carry:
+        yield _decode(path, carry, offset)
+
+
+def _decode(path: Path, block: bytes, offset: int) -> str:
+    nul = block.find(b"\x00")
+    if nul >= 0:
+        raise NgteachError(f"{path}: binary data, not text (NUL byte at offset {offset + nul})")
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NgteachError(
+            f"{path}: not UTF-8 text (byte 0x{block[e.start]:02x} at offset {offset + e.start})"
+        ) from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+class _TypeIds(dict):
+    """word -> provisional id, handing out the next id to each new word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types: list[str] = []
+        self[_LINE_END] = self[EOS]
+
+    def __missing__(self, word: str) -> int:
+        self.types.append(word)
+        self[word] = len(self.types) - 1
+        return self[word]
+
+
+@dataclass
+class ScannedText:
+    """A corpus as provisional ids: ``types[j]`` is the j-th distinct word in order of
+    first use (``<eos>`` is 0)."""
+
+    types: list[str]
+    stream: np.ndarray  # uint32, provisional ids
+    counts: np.ndarray  # int64, occurrences of each type
+
+
+def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> ScannedText:
+    """Tokenize a corpus in one pass into provisional ids (no Python work per token
+    beyond one dictionary lookup)."""
+    ids = _TypeIds()
+    lookup = ids.__getitem__
+    parts = []
+    for block in read_blocks(path, on_bytes):
+        if not block.endswith("\n"):
+            block += "\n"
+        words = block.replace("\n", f" {_LINE_END} ").split()
+        parts.append(np.fromiter(map(lookup, words), np.uint32, len(words)))
+    stream = np.concatenate(parts)
+    return ScannedText(ids.types, stream, np.bincount(stream, minlength=len(ids.types)))

@@ -1,0 +1,245 @@
+"""The ``ngteach`` command line: a thin layer over the library.
+
+Every failure a user can cause ends as one line on stderr (``ngteach: error: ...``) and
+a non-zero exit: 2 for a malformed command line, 1 for bad input, 130 when interrupted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from corpora import NgteachError, WordTokenizer, check_corpus
+
+from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
+from .progress import progress_bar
+from .rank import continuations, write_ranks
+from .rankfile import RankFile
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Turn a text corpus into an N-gram teacher and rank every position of it.")
+
+DEFAULT_MODEL = Path("ngteach-model")
+ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model directory made by 'ngteach build'.")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _version(show: bool) -> None:
+    if show:
+        print(f"ngteach {TOOL_VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Turn a text corpus into an N-gram teacher and rank every position of it."""
+
+
+def _resolve_corpus(spec: str, data_dir: Optional[Path]) -> Path:
+    """A path, or a registry name such as ``wikitext-2:valid`` (read from ``--data-dir``
+    or ``$NGTEACH_DATA_DIR`` when given, downloaded and cached otherwise)."""
+    from corpora.registry import is_registry_name, resolve_corpus
+
+    if Path(spec).exists() or not is_registry_name(spec):
+        return check_corpus(spec)
+    with progress_bar(f"fetch {spec}", None, "bytes") as advance:
+        return resolve_corpus(spec, data_dir=data_dir, on_bytes=advance)
+
+
+def _tokenize_with(tokenizer: str, vocab_size: Optional[int], sp_model: Optional[Path], min_count: int,
+                   max_vocab: Optional[int]):
+    """The function that turns the corpus into (tokenizer, ids) for ``build``."""
+    if sp_model is not None:
+        from corpora.subword import SentencePieceTokenizer
+
+        loaded = SentencePieceTokenizer.from_model(sp_model)
+        return lambda path, on_bytes: (loaded, loaded.encode_file(path, on_bytes))
+    if tokenizer == "word":
+        if vocab_size is not None:
+            raise NgteachError("--vocab-size is for --tokenizer sentencepiece; use --max-vocab for words")
+        return partial(WordTokenizer.train, min_count=min_count, max_size=max_vocab)
+    if tokenizer == "sentencepiece":
+        if vocab_size is None:
+            raise NgteachError("--tokenizer sentencepiece needs --vocab-size N (or --sp-model FILE)")
+        from corpora.subword import SentencePieceTokenizer
+
+        return partial(SentencePieceTokenizer.train, vocab_size=vocab_size)
+    raise NgteachError(f"--tokenizer must be 'word' or 'sentencepiece', not {tokenizer!r}")
+
+
+@app.command()
+def build(
+    corpus: str = typer.Argument(..., help="Text file (UTF-8), or a named corpus such as wikitext-2:valid."),
+    order: int = typer.Option(4, "--order", "-n", min=1, max=MAX_ORDER, help="Highest n-gram order."),
+    out: Path = typer.Option(DEFAULT_MODEL, "--out", "-o", help="Model directory to write."),
+    tokenizer: str = typer.Option("word", help="word (whitespace + <eos> per line) or sentencepiece."),
+    vocab_size: Optional[int] = typer.Option(None, min=8, help="Sentencepiece vocabulary size to train."),
+    sp_model: Optional[Path] = typer.Option(None, help="Use an existing sentencepiece .model."),
+    min_count: int = typer.Option(1, min=1, help="Words seen fewer times become <unk>."),
+    max_vocab: Optional[int] = typer.Option(None, min=2, help="Keep at most this many words (with <unk>)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
+) -> None:
+    """Count the n-grams of CORPUS and write a model directory."""
+    started = time.perf_counter()
+    path = _resolve_corpus(corpus, data_dir)
+    tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
+    with progress_bar(f"read {path.name}", path.stat().st_size, "bytes") as read, \
+            progress_bar("count", order, "orders") as counted:
+        build_model(path, out, order, tokenize, on_bytes=read, on_order=counted)
+    meta = NgramModel(out).meta
+    say(f"built {out}: order {order}, {meta['n_tokens']:,} tokens, vocabulary {meta['vocab_size']:,}, "
+        f"n-grams {' / '.join(f'{n:,}' for n in meta['ngrams'])} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def rank(
+    k: int = typer.Option(20, "--k", "-k", min=1, help="Candidates per position."),
+    model: Path = ModelOption,
+    corpus: Optional[Path] = typer.Option(None, help="Rank this text instead of the model's own corpus."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+    gt_first: bool = typer.Option(True, "--gt-first/--no-gt-first",
+                                  help="Put the true next token first (its own partition)."),
+    scores: bool = typer.Option(False, "--scores", help="Store the count of the supplying order per entry."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Worker threads (default: all cores)."),
+) -> None:
+    """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md)."""
+    if output is None and sys.stdout.isatty():
+        raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
+                           "or use -o FILE")
+    if output is not None and not output.parent.is_dir():
+        raise NgteachError(f"{output.parent}: no such directory for --output")
+    started = time.perf_counter()
+    teacher = NgramModel(model)
+    if corpus is None:
+        stream, source = teacher.tokens(), teacher.meta["corpus"]["path"]
+    else:
+        with progress_bar(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes") as read:
+            stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
+    target = output if output is not None else sys.stdout.buffer
+    with progress_bar("rank", len(stream), "positions") as advance:
+        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, advance)
+    seconds = time.perf_counter() - started
+    say(f"ranked {len(stream):,} positions (k={k}) in {seconds:.1f} s "
+        f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")
+
+
+@app.command()
+def query(
+    context: str = typer.Argument(..., help="The words before the position to rank."),
+    k: int = typer.Option(10, "--k", "-k", min=1, help="How many continuations to show."),
+    model: Path = ModelOption,
+) -> None:
+    """Show what the teacher ranks after CONTEXT, with each entry's order and count."""
+    teacher = NgramModel(model)
+    ids = teacher.tokenizer.encode_text(context)
+    shown = " ".join(teacher.vocab.tokens[i] for i in ids)
+    print(f"after '{shown}' (order {teacher.order} model):")
+    print(f"{'rank':>4}  {'order':>5}  {'count':>9}  word")
+    for place, candidate in enumerate(continuations(teacher, context, k), start=1):
+        print(f"{place:>4}  {candidate.order:>5}  {candidate.count:>9,}  {candidate.word}")
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="A model directory or a ranks file.")) -> None:
+    """Validate and describe a model directory or a ranks file."""
+    if path.is_dir():
+        _describe_model(NgramModel(path))
+    elif path.exists():
+        _describe_ranks(RankFile(path))
+    else:
+        raise NgteachError(f"{path}: no such file or directory")
+
+
+def _describe_model(model: NgramModel) -> None:
+    meta = model.meta
+    model.tokens()
+    print(f"ngteach model {model.directory} (format {meta['format_version']}, ngteach {meta['tool_version']})")
+    print(f"  corpus     {meta['corpus']['path']} ({meta['corpus']['bytes']:,} bytes, "
+          f"sha256 {meta['corpus']['sha256'][:16]}...)")
+    print(f"  tokens     {meta['n_tokens']:,}")
+    print(f"  tokenizer  {json.dumps(meta['tokenizer'])}")
+    print(f"  vocabulary {meta['vocab_size']:,}")
+    for m, n in enumerate(meta["ngrams"], start=1):
+        print(f"  {m}-grams    {n:,}")
+
+
+def _describe_ranks(ranks: RankFile) -> None:
+    header = ranks.header
+    bad = _scan_ranks(ranks)
+    if bad:
+        raise NgteachError(f"{ranks.path}: corrupt ranks file ({bad})")
+    print(f"ngteach ranks file {ranks.path} (format {header['format_version']})")
+    print(f"  positions  {header['n_positions']:,} x k={header['k']} ({header['id_dtype']} ids, pad "
+          f"{header['pad_id']})")
+    print(f"  teacher    {json.dumps(header['teacher'])}")
+    print(f"  gt first   {header['gt_first']}")
+    print(f"  scores     {json.dumps(header['scores'])}")
+    print(f"  vocabulary {header['vocab_size']:,} (sha256 {header['vocab_sha256'][:16]}...)")
+    print(f"  tokens     sha256 {header['tokens_sha256'][:16]}...")
+
+
+def _scan_ranks(ranks: RankFile) -> str | None:
+    """Why the arrays are inconsistent (ids out of range, padding in the middle), or None."""
+    pad, vocab_size = ranks.header["pad_id"], ranks.header["vocab_size"]
+    for start in range(0, len(ranks), 1 << 18):
+        ids = np.asarray(ranks.ids[start:start + (1 << 18)])
+        orders = np.asarray(ranks.orders[start:start + (1 << 18)])
+        padding = orders == 0
+        if np.any(padding & (ids != pad)) or np.any(~padding & (ids >= vocab_size)):
+            return f"ids out of range near row {start}"
+        if np.any(padding[:, :-1] & ~padding[:, 1:]):
+            return f"padding before real entries near row {start}"
+    return None
+
+
+def _command_line_error(error: Exception) -> tuple[str, int] | None:
+    """(message, exit code) for typer's own errors (bad option values, unknown options).
+
+    Typer raises click-style exceptions whose module moved between releases, so they are
+    recognised by their interface rather than imported."""
+    message, code = getattr(error, "format_message", None), getattr(error, "exit_code", None)
+    if callable(message) and isinstance(code, int):
+        return message(), code
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="ngteach", standalone_mode=False)
+    except NgteachError as e:
+        say(f"ngteach: error: {e}")
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        say(f"ngteach: error: {where}{e.strerror or e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as e:
+        known = _command_line_error(e)
+        if known is None:
+            if type(e).__name__ != "Abort":
+                raise
+            known = ("", 130)
+        message, code = known
+        if type(e).__name__ == "NoArgsIsHelpError":
+            say(message)
+        elif message:
+            say(f"ngteach: error: {message}")
+    if code == 130:
+        say("ngteach: interrupted")
+    sys.exit(code if isinstance(code, int) else 0)

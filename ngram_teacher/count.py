@@ -1,0 +1,51 @@
+"""Stage 1 of the teacher: token ids -> count tables of every order.
+
+Order m is built from order m-1: the m-gram ending at position i is the pair
+(id of the (m-1)-gram ending at i-1, word at i), and the C kernel buckets positions
+by that pair with counting sorts, so each order costs a few linear passes and no
+comparison sort. The layout of the tables is described in FORMATS.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from . import kernels
+
+TABLE_ARRAYS = ("words", "counts", "offsets", "cont_words", "cont_counts")
+
+
+@dataclass
+class OrderTable:
+    """The m-grams of one order, grouped by context (the (m-1)-gram id)."""
+
+    words: np.ndarray  # uint32: word of each m-gram, by (context, word); m-gram id = index
+    counts: np.ndarray  # uint32: count of each m-gram
+    offsets: np.ndarray  # uint32: group of context c is offsets[c]:offsets[c+1]
+    cont_words: np.ndarray  # uint32: each group re-sorted by count desc, then word
+    cont_counts: np.ndarray  # uint32
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def count_orders(tokens: np.ndarray, vocab_size: int, order: int) -> Iterator[OrderTable]:
+    """Yield the tables of orders 1..order, lowest first.
+
+    Only the working arrays of the order being built stay in memory, so a caller that
+    writes each table out and drops it needs about 8 bytes x 4 per token at the peak.
+    """
+    tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
+    if len(tokens) >= 0xFFFFFFFF:
+        raise ValueError("corpora of 2**32 tokens or more are not supported")
+    by_word = kernels.positions_by_word(tokens, vocab_size)
+    prev, n_contexts = None, 1
+    for _ in range(order):
+        ids, words, counts, offsets = kernels.count_order(tokens, by_word, prev, n_contexts)
+        size = int(offsets[-1])
+        words, counts = words[:size], counts[:size]
+        cont_words, cont_counts = kernels.sort_continuations(words, counts, offsets)
+        yield OrderTable(words, counts, offsets, cont_words, cont_counts)
+        prev, n_contexts = ids, size

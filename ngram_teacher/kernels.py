@@ -1,0 +1,91 @@
+"""Typed Python entry points to the C kernels in ``_kernels.c``.
+
+ctypes releases the GIL during each call, which is what lets :mod:`ngram_teacher.rank`
+run several position ranges on several cores with plain threads. Array arguments are
+checked for dtype and contiguity by ``ndpointer`` before any C code runs.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+from numpy.ctypeslib import ndpointer
+
+from . import _kernels
+
+_lib = ctypes.CDLL(_kernels.__file__)
+_u32 = ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_u64 = ndpointer(np.uint64, flags="C_CONTIGUOUS")
+_u8 = ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_i64 = ctypes.c_int64
+_c_u32 = ctypes.c_uint32
+_ptrs = ctypes.POINTER(ctypes.c_void_p)
+
+_lib.sort_positions_by_word.argtypes = [_u32, _i64, _c_u32, _u32, _u32]
+_lib.sort_positions_by_word.restype = None
+_lib.count_order.argtypes = [_u32, _i64, _u32, ctypes.c_void_p, _c_u32, _u32, _u32, _u32, _u32, _u32, _u32]
+_lib.count_order.restype = _i64
+_lib.sort_continuations.argtypes = [_u32, _u32, _u32, _c_u32, _u64, _u32, _u32]
+_lib.sort_continuations.restype = None
+_lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, ctypes.c_int, _u32, _i64, _i64, ctypes.c_int,
+                           ctypes.c_int, _c_u32, _c_u32, ctypes.c_int, ctypes.c_void_p, _u8, ctypes.c_void_p, _u32]
+_lib.rank_rows.restype = None
+
+NONE = np.uint32(0xFFFFFFFF)
+
+
+def positions_by_word(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Positions of ``tokens`` grouped by word, ascending within each word."""
+    out = np.empty(len(tokens), np.uint32)
+    _lib.sort_positions_by_word(tokens, len(tokens), vocab_size, np.empty(vocab_size + 1, np.uint32), out)
+    return out
+
+
+def count_order(tokens: np.ndarray, by_word: np.ndarray, prev: np.ndarray | None, n_contexts: int):
+    """One order of the count tables (see ``_kernels.c``).
+
+    Returns ``(ids, words, counts, offsets)``: ``ids[i]`` is the id of the m-gram ending at
+    position i (``NONE`` where there is none), and ``words``/``counts`` may be longer than
+    the table; their first ``len`` entries, where ``len = offsets[-1]``, are it.
+    """
+    n = len(tokens)
+    ids, words, counts = (np.empty(n, np.uint32) for _ in range(3))
+    offsets = np.empty(n_contexts + 1, np.uint32)
+    prev_ptr = None if prev is None else prev.ctypes.data
+    _lib.count_order(tokens, n, by_word, prev_ptr, n_contexts, np.empty(n_contexts + 1, np.uint32),
+                     np.empty(n, np.uint32), ids, words, counts, offsets)
+    return ids, words, counts, offsets
+
+
+def sort_continuations(words: np.ndarray, counts: np.ndarray, offsets: np.ndarray):
+    """Each context's continuations re-sorted by count (desc), then word: ``(words, counts)``."""
+    longest = int(np.diff(offsets).max(initial=0))
+    cont_words, cont_counts = np.empty_like(words), np.empty_like(counts)
+    _lib.sort_continuations(words, counts, offsets, len(offsets) - 1, np.empty(max(longest, 1), np.uint64),
+                            cont_words, cont_counts)
+    return cont_words, cont_counts
+
+
+def _pointer_table(arrays: list[np.ndarray]):
+    """A C array of data pointers, slot 0 unused so that index = order."""
+    table = (ctypes.c_void_p * (len(arrays) + 1))(None, *(a.ctypes.data for a in arrays))
+    return ctypes.cast(table, _ptrs), table
+
+
+def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_first: bool, pad_id: int,
+              ids_out: np.ndarray, orders_out: np.ndarray, scores_out: np.ndarray | None) -> None:
+    """Fill rows ``start..stop-1`` of the ranks of ``stream`` into the given output slices.
+
+    ``tables`` is a :class:`ngram_teacher.model.CountTables`; outputs hold ``stop - start``
+    rows of ``k`` entries, ids as uint16 or uint32, scores (counts) as uint32 or None.
+    """
+    assert ids_out.flags.c_contiguous and ids_out.dtype in (np.uint16, np.uint32)
+    assert ids_out.shape == orders_out.shape == (stop - start, k)
+    if scores_out is not None:
+        assert scores_out.dtype == np.uint32 and scores_out.shape == ids_out.shape and scores_out.flags.c_contiguous
+    keep = [_pointer_table([getattr(order, name) for order in tables.orders])
+            for name in ("words", "counts", "offsets", "cont_words", "cont_counts")]
+    _lib.rank_rows(*(ptr for ptr, _ in keep), tables.order, stream, start, stop, k, int(gt_first),
+                   tables.vocab_size, pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
+                   None if scores_out is None else scores_out.ctypes.data,
+                   np.empty(tables.vocab_size, np.uint32))

@@ -1,0 +1,218 @@
+"""The model directory: what ``ngteach build`` writes and every other command reads.
+
+Layout (spelled out in FORMATS.md)::
+
+    meta.json                      order, sizes, tokenizer, source corpus, checksums
+    vocab.txt, vocab.marisa        the vocabulary (+ tokenizer.model for sentencepiece)
+    tokens.npy                     the encoded training corpus, uint32
+    counts/{m}.{array}.npy         the count tables of order m (see count.py)
+
+It is written into a temporary sibling directory and renamed into place, so a
+crash never leaves a half-built model where a model is expected.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
+
+from .count import TABLE_ARRAYS, OrderTable, count_orders
+
+MODEL_FORMAT = "ngteach-model"
+MODEL_FORMAT_VERSION = 1
+META = "meta.json"
+TOKENS = "tokens.npy"
+COUNTS = "counts"
+MAX_ORDER = 255  # orders are stored as uint8 in ranks files
+TOOL_VERSION = "0.1.0"
+
+
+def tokens_sha256(tokens: np.ndarray) -> str:
+    """Checksum of a token stream, as little-endian uint32 (the ranks file records it)."""
+    return hashlib.sha256(np.ascontiguousarray(tokens, dtype="<u4").tobytes()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass
+class CountTables:
+    """The count tables of orders 1..N (``orders[m-1]`` is order m)."""
+
+    orders: list[OrderTable]
+    vocab_size: int
+
+    @property
+    def order(self) -> int:
+        return len(self.orders)
+
+    def ngram_id(self, ngram: list[int]) -> int | None:
+        """Id of an n-gram (word ids) in the table of its order, or None if unseen."""
+        node = 0
+        for m, word in enumerate(ngram, start=1):
+            table = self.orders[m - 1]
+            lo, hi = int(table.offsets[node]), int(table.offsets[node + 1])
+            at = lo + int(np.searchsorted(table.words[lo:hi], word))
+            if at == hi or table.words[at] != word:
+                return None
+            node = at
+        return node
+
+    def count(self, ngram: list[int]) -> int:
+        node = self.ngram_id(ngram)
+        return 0 if node is None else int(self.orders[len(ngram) - 1].counts[node])
+
+
+class NgramModel:
+    """A built model directory, memory-mapped."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.meta = _read_meta(self.directory)
+        self.tokenizer = load_tokenizer(self.directory, self.meta["tokenizer"])
+        self.vocab = self.tokenizer.vocab
+        if len(self.vocab) != self.meta["vocab_size"] or self.vocab.sha256() != self.meta["vocab_sha256"]:
+            raise NgteachError(f"{self.directory}: vocab.txt does not match meta.json")
+        self.tables = CountTables([self._load_order(m) for m in range(1, self.order + 1)], len(self.vocab))
+
+    @property
+    def order(self) -> int:
+        return self.meta["order"]
+
+    def tokens(self) -> np.ndarray:
+        """The training corpus as ids (memory-mapped)."""
+        tokens = _load_array(self.directory / TOKENS)
+        if len(tokens) != self.meta["n_tokens"]:
+            raise NgteachError(f"{self.directory}: tokens.npy has {len(tokens)} tokens, meta.json says "
+                               f"{self.meta['n_tokens']}")
+        return tokens
+
+    def _load_order(self, m: int) -> OrderTable:
+        arrays = {name: _load_array(self.directory / COUNTS / f"{m}.{name}.npy") for name in TABLE_ARRAYS}
+        table = OrderTable(**arrays)
+        expected = self.meta["ngrams"][m - 1]
+        n_contexts = 1 if m == 1 else self.meta["ngrams"][m - 2]
+        if not (len(table.words) == len(table.counts) == len(table.cont_words) == len(table.cont_counts)
+                == expected and len(table.offsets) == n_contexts + 1 and int(table.offsets[-1]) == expected):
+            raise NgteachError(f"{self.directory}: the order-{m} count table is incomplete or does not match "
+                               "meta.json")
+        return table
+
+
+def _read_meta(directory: Path) -> dict:
+    if not directory.is_dir():
+        raise NgteachError(f"{directory}: no model directory here (build one with 'ngteach build CORPUS')")
+    try:
+        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NgteachError(f"{directory}: not an ngteach model (no {META})") from None
+    except (OSError, ValueError) as e:
+        raise NgteachError(f"{directory}/{META}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise NgteachError(f"{directory}: not an ngteach model ({META} has no format '{MODEL_FORMAT}')")
+    if meta.get("format_version") != MODEL_FORMAT_VERSION:
+        raise NgteachError(f"{directory}: model format version {meta.get('format_version')} is not supported "
+                           f"(this ngteach reads version {MODEL_FORMAT_VERSION})")
+    return meta
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise NgteachError(f"{path}: missing (the model directory is incomplete)") from None
+    except (OSError, ValueError) as e:
+        raise NgteachError(f"{path}: unreadable or truncated ({e})") from None
+    if array.dtype != np.uint32 or array.ndim != 1:
+        raise NgteachError(f"{path}: expected a 1-d uint32 array, found {array.ndim}-d {array.dtype}")
+    return array
+
+
+# ---- building ---------------------------------------------------------------------------
+
+def build_model(
+    corpus: str | os.PathLike,
+    out: str | os.PathLike,
+    order: int = 4,
+    tokenize: Callable | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    on_order: Callable[[int], None] | None = None,
+) -> Path:
+    """Tokenize ``corpus``, count its n-grams of orders 1..``order`` and write a model
+    directory at ``out`` (replacing a model already there).
+
+    ``on_bytes(n)`` is called as the corpus is read and ``on_order(m)`` when order m is
+    written, for progress bars. ``tokenize(path, on_bytes=...)`` returns the tokenizer
+    and the encoded corpus; the default is :meth:`WordTokenizer.train` (words, with the
+    vocabulary learned from the corpus).
+    """
+    if not 1 <= order <= MAX_ORDER:
+        raise NgteachError(f"--order must be between 1 and {MAX_ORDER}, not {order}")
+    corpus, out = check_corpus(corpus), Path(out)
+    _check_replaceable(out)
+    tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
+    vocab_size = len(tokenizer.vocab)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        tokenizer.save(work)
+        np.save(work / TOKENS, tokens)
+        (work / COUNTS).mkdir()
+        sizes = []
+        for m, table in enumerate(count_orders(tokens, vocab_size, order), start=1):
+            for name in TABLE_ARRAYS:
+                np.save(work / COUNTS / f"{m}.{name}.npy", getattr(table, name))
+            sizes.append(len(table))
+            del table
+            if on_order:
+                on_order(m)
+        meta = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "tool_version": TOOL_VERSION,
+            "order": order,
+            "n_tokens": int(len(tokens)),
+            "vocab_size": vocab_size,
+            "ngrams": sizes,
+            "tokenizer": tokenizer.config(),
+            "vocab_sha256": tokenizer.vocab.sha256(),
+            "tokens_sha256": tokens_sha256(tokens),
+            "corpus": {"path": str(corpus.resolve()), "sha256": file_sha256(corpus), "bytes": corpus.stat().st_size},
+        }
+        (work / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _replace_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to overwrite anything but a previous model, and a place we cannot write."""
+    if out.exists() and not (out / META).is_file():
+        raise NgteachError(f"{out}: exists and is not an ngteach model; remove it or choose another --out")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise NgteachError(f"{parent}: no such directory for --out")
+    if not os.access(parent, os.W_OK):
+        raise NgteachError(f"{parent}: not writable")
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)

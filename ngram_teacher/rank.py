@@ -1,0 +1,131 @@
+"""Stage 2 of the teacher: count tables -> top-k ranks for every position of a stream.
+
+For position i, with context the tokens before i, the backoff lists the words seen
+after the longest matching context first, most frequent first (ties by word id), then
+after shorter contexts, skipping words already listed, until k are listed; each entry
+carries its order, the backoff level that supplied it. The C kernel does this per
+position; here the stream is cut into blocks that run on several threads (the kernel
+releases the GIL) and write straight into the output arrays.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+
+from corpora import NgteachError
+
+from . import kernels
+from .model import CountTables, NgramModel, tokens_sha256
+from .rankfile import FORMAT_VERSION, RankFileWriter, id_dtype_for
+
+BLOCK_ROWS = 1 << 16
+
+
+def rank_into(
+    tables: CountTables,
+    stream: np.ndarray,
+    ids: np.ndarray,
+    orders: np.ndarray,
+    scores: np.ndarray | None = None,
+    gt_first: bool = True,
+    pad_id: int | None = None,
+    threads: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> None:
+    """Fill ``ids``/``orders`` (and ``scores``, counts of the supplying order) with the
+    ranks of every position of ``stream``; the arrays are [len(stream), k]."""
+    stream = np.ascontiguousarray(stream, dtype=np.uint32)
+    k = ids.shape[1]
+    pad_id = np.iinfo(ids.dtype).max if pad_id is None else pad_id
+
+    def block(start: int) -> int:
+        stop = min(start + BLOCK_ROWS, len(stream))
+        kernels.rank_rows(tables, stream, start, stop, k, gt_first, pad_id, ids[start:stop], orders[start:stop],
+                          None if scores is None else scores[start:stop])
+        return stop - start
+
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        for done in pool.map(block, range(0, len(stream), BLOCK_ROWS)):
+            if on_rows:
+                on_rows(done)
+
+
+@dataclass
+class Candidate:
+    word: str
+    id: int
+    order: int
+    count: int
+
+
+def continuations(model: NgramModel, context: str, k: int) -> list[Candidate]:
+    """What the teacher ranks after ``context`` (text, tokenized like the corpus)."""
+    if k < 1:
+        raise NgteachError(f"--k must be at least 1, not {k}")
+    context_ids = model.tokenizer.encode_text(context)
+    stream = np.append(context_ids, np.uint32(0)).astype(np.uint32)
+    ids = np.empty((1, k), np.uint32)
+    orders = np.empty((1, k), np.uint8)
+    counts = np.empty((1, k), np.uint32)
+    kernels.rank_rows(model.tables, stream, len(stream) - 1, len(stream), k, False,
+                      np.iinfo(np.uint32).max, ids, orders, counts)
+    return [Candidate(model.vocab.tokens[i], int(i), int(o), int(c))
+            for i, o, c in zip(ids[0], orders[0], counts[0]) if o > 0]
+
+
+def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, with_scores: bool,
+                 corpus: str) -> dict:
+    """The header of a ranks file made by the count teacher of ``model``."""
+    id_dtype = id_dtype_for(len(model.vocab))
+    return {
+        "format_version": FORMAT_VERSION,
+        "n_positions": int(len(stream)),
+        "k": k,
+        "id_dtype": id_dtype,
+        "pad_id": int(np.iinfo(np.dtype(id_dtype)).max),
+        "vocab_size": len(model.vocab),
+        "vocab_sha256": model.meta["vocab_sha256"],
+        "tokens_sha256": tokens_sha256(stream),
+        "gt_first": gt_first,
+        "corpus": corpus,
+        "teacher": {
+            "kind": "count-ngram",
+            "order": model.order,
+            "ties": "word id",
+            "model_tokens_sha256": model.meta["tokens_sha256"],
+            "model_corpus_sha256": model.meta["corpus"]["sha256"],
+        },
+        "scores": {"kind": "count", "dtype": "<u4"} if with_scores else None,
+    }
+
+
+def write_ranks(
+    model: NgramModel,
+    stream: np.ndarray,
+    target: str | os.PathLike | BinaryIO,
+    k: int,
+    gt_first: bool = True,
+    with_scores: bool = False,
+    corpus: str = "",
+    threads: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> None:
+    """Rank ``stream`` into a ranks file at ``target`` (a path, or an open binary stream such
+    as standard output). The file is built aside and appears only once complete."""
+    if k < 1:
+        raise NgteachError(f"--k must be at least 1, not {k}")
+    header = ranks_header(model, stream, k, gt_first, with_scores, corpus)
+    to_path = isinstance(target, (str, os.PathLike))
+    with RankFileWriter(header, Path(target).resolve().parent if to_path else None) as writer:
+        arrays = writer.arrays
+        rank_into(model.tables, stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first,
+                  header["pad_id"], threads, on_rows)
+        if to_path:
+            writer.publish(target)
+        else:
+            writer.copy_to(target)

@@ -1,0 +1,201 @@
+"""The ranks file, format v1 (FORMATS.md has the byte-level description).
+
+    bytes 0-7    magic b"NGTRANKS"
+    bytes 8-11   H, little-endian uint32: length of the JSON header that follows,
+                 padded with spaces so that the first array starts at a multiple of 64
+    then         ids     [n_positions, k]  id_dtype, row i = token position i
+                 orders  [n_positions, k]  uint8, 0 = padding
+                 scores  [n_positions, k]  optional, dtype in the header
+                 each array starting at a multiple of 64 bytes (zero padding between)
+
+:class:`RankFileWriter` writes one into a temporary file and renames (or copies) it into
+place only when it is complete; :class:`RankFile` memory-maps one and refuses any file
+whose size, magic or header does not add up.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from corpora import NgteachError
+
+MAGIC = b"NGTRANKS"
+FORMAT_VERSION = 1
+ALIGN = 64
+PREAMBLE = len(MAGIC) + 4
+REQUIRED_KEYS = ("format_version", "n_positions", "k", "id_dtype", "pad_id", "vocab_size", "vocab_sha256",
+                 "tokens_sha256", "gt_first", "teacher", "scores")
+ID_DTYPES = ("<u2", "<u4")
+SCORE_DTYPES = ("<u4", "<f4")
+
+
+def id_dtype_for(vocab_size: int) -> str:
+    """uint16 when every id and the padding id (the dtype's maximum) fit, else uint32."""
+    return "<u2" if vocab_size < 0xFFFF else "<u4"
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def array_layout(header: dict) -> list[tuple[str, np.dtype, int]]:
+    """(name, dtype, byte offset) of each array, given the header and its padded length."""
+    arrays = [("ids", np.dtype(header["id_dtype"])), ("orders", np.dtype("u1"))]
+    if header["scores"] is not None:
+        arrays.append(("scores", np.dtype(header["scores"]["dtype"])))
+    offset, layout = header["_data_offset"], []
+    for name, dtype in arrays:
+        layout.append((name, dtype, offset))
+        offset = _aligned(offset + header["n_positions"] * header["k"] * dtype.itemsize)
+    return layout
+
+
+def file_size(header: dict) -> int:
+    name, dtype, offset = array_layout(header)[-1]
+    return offset + header["n_positions"] * header["k"] * dtype.itemsize
+
+
+def encode_header(header: dict) -> bytes:
+    """Magic, length and JSON, padded with spaces to a multiple of 64 bytes."""
+    text = json.dumps({k: v for k, v in header.items() if not k.startswith("_")}, sort_keys=True).encode()
+    padded = _aligned(PREAMBLE + len(text)) - PREAMBLE
+    return MAGIC + struct.pack("<I", padded) + text.ljust(padded, b" ")
+
+
+class RankFileWriter:
+    """Creates a ranks file in a temporary place and publishes it when complete.
+
+    Use as a context manager: the arrays (``ids``, ``orders``, ``scores``) are writable
+    memory maps; leaving the block with an exception removes the temporary file.
+    """
+
+    def __init__(self, header: dict, directory: str | os.PathLike | None = None):
+        missing = [k for k in REQUIRED_KEYS if k not in header]
+        if missing:
+            raise ValueError(f"ranks header lacks {missing}")
+        self.header = dict(header)
+        head = encode_header(self.header)
+        self.header["_data_offset"] = len(head)
+        fd, name = tempfile.mkstemp(prefix=".ranks.", suffix=".tmp", dir=directory)
+        self.path = Path(name)
+        with os.fdopen(fd, "wb") as f:
+            f.write(head)
+            f.truncate(file_size(self.header))
+        shape = (self.header["n_positions"], self.header["k"])
+        self.arrays = {name: np.memmap(self.path, dtype, "r+", offset, shape)
+                       for name, dtype, offset in array_layout(self.header)}
+
+    def __enter__(self) -> "RankFileWriter":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        self.arrays.clear()
+        if kind is not None:
+            self.path.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        for array in self.arrays.values():
+            array.flush()
+
+    def publish(self, target: str | os.PathLike) -> None:
+        """Rename the finished file to ``target`` (same file system as the temp file)."""
+        self.flush()
+        os.replace(self.path, target)
+
+    def copy_to(self, stream: BinaryIO) -> None:
+        """Send the finished file to an open binary stream (e.g. standard output)."""
+        self.flush()
+        with open(self.path, "rb") as f:
+            shutil.copyfileobj(f, stream, 1 << 22)
+        stream.flush()
+        self.path.unlink()
+
+
+class RankFile:
+    """A ranks file, memory-mapped: ``ids``, ``orders`` and ``scores`` (or None)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.header = _read_header(self.path)
+        size = self.path.stat().st_size
+        if size != file_size(self.header):
+            raise NgteachError(f"{self.path}: truncated or padded ranks file ({size} bytes, the header "
+                               f"implies {file_size(self.header)})")
+        shape = (self.header["n_positions"], self.header["k"])
+        arrays = {name: np.memmap(self.path, dtype, "r", offset, shape)
+                  for name, dtype, offset in array_layout(self.header)}
+        self.ids, self.orders, self.scores = arrays["ids"], arrays["orders"], arrays.get("scores")
+
+    def __len__(self) -> int:
+        return self.header["n_positions"]
+
+    @property
+    def k(self) -> int:
+        return self.header["k"]
+
+    def check_matches(self, vocab_sha256: str, tokens_sha256: str | None = None, what: str = "the model") -> None:
+        """Refuse a file made with another vocabulary (or for another token stream)."""
+        if self.header["vocab_sha256"] != vocab_sha256:
+            raise NgteachError(f"{self.path}: made with a different vocabulary than {what}")
+        if tokens_sha256 is not None and self.header["tokens_sha256"] != tokens_sha256:
+            raise NgteachError(f"{self.path}: ranks a different token stream than {what}")
+
+
+def _read_header(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            preamble = f.read(PREAMBLE)
+            if len(preamble) < PREAMBLE or preamble[: len(MAGIC)] != MAGIC:
+                raise NgteachError(f"{path}: not an ngteach ranks file (bad magic)")
+            (length,) = struct.unpack("<I", preamble[len(MAGIC):])
+            raw = f.read(length)
+    except FileNotFoundError:
+        raise NgteachError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NgteachError(f"{path}: is a directory, not a ranks file") from None
+    if len(raw) != length:
+        raise NgteachError(f"{path}: truncated ranks file (header cut short)")
+    if (PREAMBLE + length) % ALIGN:
+        raise NgteachError(f"{path}: corrupt ranks file (header length {length} is not padded to {ALIGN} bytes)")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise NgteachError(f"{path}: corrupt ranks file (header is not JSON)") from None
+    _validate_header(path, header)
+    header["_data_offset"] = PREAMBLE + length
+    return header
+
+
+def _validate_header(path: Path, header: object) -> None:
+    def bad(why: str):
+        raise NgteachError(f"{path}: corrupt ranks file header ({why})")
+
+    if not isinstance(header, dict):
+        bad("not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in header]
+    if missing:
+        bad(f"missing {', '.join(missing)}")
+    if header["format_version"] != FORMAT_VERSION:
+        raise NgteachError(f"{path}: ranks format version {header['format_version']} is not supported "
+                           f"(this ngteach reads version {FORMAT_VERSION})")
+    for key in ("n_positions", "k", "vocab_size", "pad_id"):
+        if not isinstance(header[key], int) or isinstance(header[key], bool) or header[key] < 0:
+            bad(f"{key} must be a non-negative integer")
+    if header["k"] < 1:
+        bad("k must be at least 1")
+    if header["id_dtype"] not in ID_DTYPES:
+        bad(f"id_dtype must be one of {ID_DTYPES}")
+    if header["vocab_size"] > np.iinfo(np.dtype(header["id_dtype"])).max:
+        bad("vocab_size does not fit id_dtype")
+    scores = header["scores"]
+    if scores is not None and (not isinstance(scores, dict) or scores.get("dtype") not in SCORE_DTYPES):
+        bad(f"scores must be null or an object with a dtype in {SCORE_DTYPES}")
+    if not isinstance(header["teacher"], dict):
+        bad("teacher must be an object")
