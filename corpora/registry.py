@@ -1,5 +1,6 @@
 """Named corpora: ``wikitext-2``, ``wikitext-103`` and ``ptb``, each with the splits
-``train``, ``valid`` and ``test``.
+``train``, ``valid`` and ``test``, and the built-in ``python-docs`` (corpora/builtin.py),
+which needs no download.
 
 A spec is ``NAME`` (the train split) or ``NAME:SPLIT``. :func:`resolve_corpus` turns it
 into the path of a plain text file:
@@ -27,6 +28,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .builtin import BUILTIN
+from .builtin import SPLITS as BUILTIN_SPLITS
 from .errors import NgteachError
 from .text import ByteCallback
 
@@ -86,7 +89,14 @@ _USER_AGENT = "Mozilla/5.0 (compatible; ngteach)"
 def is_registry_name(spec: str) -> bool:
     """True if ``spec`` names a registry corpus (``NAME`` or ``NAME:SPLIT``) rather than
     a file: a path that exists always wins, so a local file called ``ptb`` stays a file."""
-    return not os.path.exists(spec) and spec.partition(":")[0].lower() in CORPORA
+    return not os.path.exists(spec) and spec.partition(":")[0].lower() in _splits_of()
+
+
+def _splits_of() -> dict[str, tuple[str, ...]]:
+    """Every registry name with its splits."""
+    names = {name: tuple(splits) for name, splits in CORPORA.items()}
+    names.update((name, BUILTIN_SPLITS) for name in BUILTIN)
+    return names
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -95,10 +105,11 @@ def parse_spec(spec: str) -> tuple[str, str]:
     name, colon, split = spec.partition(":")
     name = name.lower()
     split = split if colon else DEFAULT_SPLIT
-    if name not in CORPORA:
-        raise NgteachError(f"unknown corpus {name!r}: the registry has {', '.join(CORPORA)}")
-    if split not in CORPORA[name]:
-        raise NgteachError(f"{name} has no split {split!r}: choose one of {', '.join(CORPORA[name])}")
+    known = _splits_of()
+    if name not in known:
+        raise NgteachError(f"unknown corpus {name!r}: the registry has {', '.join(known)}")
+    if split not in known[name]:
+        raise NgteachError(f"{name} has no split {split!r}: choose one of {', '.join(known[name])}")
     return name, split
 
 
@@ -120,12 +131,15 @@ def resolve_corpus(
     """The text file of the registry corpus ``spec``, from the mirror or the cache,
     downloading it into the cache when needed (``on_bytes(n)`` per chunk received)."""
     name, split = parse_spec(spec)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cached = cache / name / f"{split}.txt"
+    if name in BUILTIN:
+        # Rewritten every time: the text depends on the running Python's version.
+        return _write_builtin(name, split, cache)
     source = CORPORA[name][split]
     mirror = data_dir or os.environ.get(DATA_DIR_ENV)
     if mirror:
         return _from_mirror(Path(mirror), name, split, source)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    cached = cache / name / f"{split}.txt"
     # Files only ever reach the cache by an atomic rename after their checksum
     # passed, so one that is there is whole.
     if cached.is_file():
@@ -134,6 +148,17 @@ def resolve_corpus(
         raise NgteachError(f"{name}:{split} is not in the cache ({cached}) and downloading is off")
     _fetch(name, split, cache, on_bytes)
     return cached
+
+
+def _write_builtin(name: str, split: str, cache: Path) -> Path:
+    """Write every split of a built-in corpus into the cache (atomically) and return one."""
+    (cache / name).mkdir(parents=True, exist_ok=True)
+    for each, text in BUILTIN[name]().items():
+        fd, tmp = tempfile.mkstemp(dir=cache / name, prefix=f".{each}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, cache / name / f"{each}.txt")
+    return cache / name / f"{split}.txt"
 
 
 def _from_mirror(mirror: Path, name: str, split: str, source: Source) -> Path:
@@ -153,7 +178,8 @@ def _fetch(name: str, split: str, cache: Path, on_bytes: ByteCallback | None) ->
     source = CORPORA[name][split]
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-        downloaded, url = _download_any(source.urls, Path(tmp) / "download", on_bytes)
+        downloaded = Path(tmp) / "download"
+        url = _download_any(source.urls, downloaded, on_bytes)
         if source.member is None:
             _verify(downloaded, source.checksum, url)
             ready = {split: downloaded}
@@ -166,13 +192,13 @@ def _fetch(name: str, split: str, cache: Path, on_bytes: ByteCallback | None) ->
             os.replace(path, cache / name / f"{s}.txt")
 
 
-def _download_any(urls: tuple[str, ...], dest: Path, on_bytes: ByteCallback | None) -> tuple[Path, str]:
-    """Download the first of ``urls`` that works into ``dest``; (dest, that url)."""
+def _download_any(urls: tuple[str, ...], dest: Path, on_bytes: ByteCallback | None) -> str:
+    """Download the first of ``urls`` that works into ``dest`` and return that url."""
     failures = []
     for url in urls:
         try:
             _download(url, dest, on_bytes)
-            return dest, url
+            return url
         except NgteachError as e:
             failures.append(str(e))
     raise NgteachError("; ".join(failures))
