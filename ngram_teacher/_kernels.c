@@ -25,6 +25,8 @@ typedef int64_t i64;
 typedef uint64_t u64;
 
 #define NONE UINT32_MAX
+#define MAX_ORDER 16 /* keep in step with model.MAX_ORDER */
+#define BATCH 64
 
 /* ---- counting ------------------------------------------------------------ */
 
@@ -120,93 +122,113 @@ void sort_continuations(const u32 *words, const u32 *counts, const u32 *offsets,
 
 /* ---- lookup and ranking --------------------------------------------------- */
 
-/* The tables of one model, as arrays indexed by order (entry 0 unused). */
-typedef struct {
-    int order;
-    const u32 **words, **counts, **offsets, **cont_words, **cont_counts;
-} Tables;
-
-/* Id of the m-gram (context ctx, word w), or NONE. */
-static inline u32 child(const Tables *t, int m, u32 ctx, u32 w)
+/* found[b] = id of the m-gram (context ctx[b], word w[b]), or NONE, for a batch
+ * of n lookups. Each is a branchless binary search of the context's group
+ * (sorted by word); the searches advance in lockstep so that their cache misses
+ * overlap instead of queueing one behind the other. The same group of cont_words
+ * is what the row of that position lists next, so it is fetched early too. */
+static void children(const u32 *words, const u32 *offsets, const u32 *cont_words,
+                     const u32 *ctx, const u32 *w, u32 *found, int n)
 {
-    const u32 *words = t->words[m];
-    u32 lo = t->offsets[m][ctx], hi = t->offsets[m][ctx + 1];
-    while (lo < hi) {
-        u32 mid = lo + (hi - lo) / 2;
-        if (words[mid] < w) lo = mid + 1;
-        else hi = mid;
+    const u32 *base[BATCH];
+    u32 len[BATCH];
+    for (int b = 0; b < n; b++) {
+        u32 lo = ctx[b] == NONE ? 0 : offsets[ctx[b]];
+        len[b] = ctx[b] == NONE ? 0 : offsets[ctx[b] + 1] - lo;
+        base[b] = words + lo;
+        __builtin_prefetch(cont_words + lo);
     }
-    return (lo < t->offsets[m][ctx + 1] && words[lo] == w) ? lo : NONE;
-}
-
-/* After reading word w, the context of length j is the j-gram ending at w: the
- * child of the previous context of length j-1. ctx[0] is the empty context. */
-static inline void advance(const Tables *t, u32 *ctx, u32 w)
-{
-    for (int j = t->order - 1; j >= 1; j--)
-        ctx[j] = ctx[j - 1] == NONE ? NONE : child(t, j, ctx[j - 1], w);
+    for (int busy = 1; busy;) {
+        busy = 0;
+        for (int b = 0; b < n; b++) {
+            if (len[b] <= 1) continue;
+            u32 half = len[b] / 2;
+            base[b] = base[b][half] <= w[b] ? base[b] + half : base[b];
+            len[b] -= half;
+            busy = 1;
+        }
+    }
+    for (int b = 0; b < n; b++)
+        found[b] = len[b] == 1 && *base[b] == w[b] ? (u32)(base[b] - words) : NONE;
 }
 
 /* Rows start..stop-1 of the ranks of stream[]: for each position, the k words
  * the backoff lists given the words before it (FORMATS.md, "ranks file").
- * ids_out is u16 or u32 (id_bytes), rows relative to start; scores_out may be NULL.
- * seen needs vocab_size entries. */
+ * ids_out is u16 or u32 (id_bytes), rows relative to start; scores_out may be
+ * NULL. seen is scratch with vocab_size entries. The tables are arrays indexed
+ * by order (entry 0 unused); unigram_id[w] is the order-1 id of word w (NONE if
+ * unseen), because order 1 has one group, the whole vocabulary, too big to search
+ * for every token.
+ *
+ * Positions go in batches. For each order m, ending[m][1 + b] is the id of the
+ * m-gram ending at position p = batch start + b (NONE if unseen), and column 0
+ * holds the position before the batch. The m-gram ending at p is the child of
+ * the (m-1)-gram ending at p-1, so a batch needs only the previous column; the
+ * context of length j of position p is ending[j][b], the j-gram ending at p-1.
+ * A block that starts mid-stream first replays the order-1 positions before it. */
 void rank_rows(const u32 **words, const u32 **counts, const u32 **offsets,
-               const u32 **cont_words, const u32 **cont_counts, int order,
-               const u32 *stream, i64 start, i64 stop, int k, int gt_first,
-               u32 vocab_size, u32 pad_id, int id_bytes,
+               const u32 **cont_words, const u32 **cont_counts, const u32 *unigram_id,
+               int order, u32 vocab_size, const u32 *stream, i64 start, i64 stop,
+               int k, int gt_first, u32 pad_id, int id_bytes,
                void *ids_out, uint8_t *orders_out, u32 *scores_out, u32 *seen)
 {
-    Tables t = {order, words, counts, offsets, cont_words, cont_counts};
-    u32 ctx[256];
-    ctx[0] = 0;
-    for (int j = 1; j < order; j++) ctx[j] = NONE;
-    for (i64 i = start - (order - 1) < 0 ? 0 : start - (order - 1); i < start; i++)
-        advance(&t, ctx, stream[i]);
+    u32 ending[MAX_ORDER + 1][BATCH + 1];
+    for (int m = 1; m <= order; m++) ending[m][0] = NONE;
     memset(seen, 0, (size_t)vocab_size * sizeof(u32));
+    i64 first = start - (order - 1) < 0 ? 0 : start - (order - 1);
 
-    for (i64 i = start; i < stop; i++) {
-        u32 stamp = (u32)(i - start + 1);
-        i64 row = (i - start) * k;
-        int filled = 0;
-#define EMIT(w, m, count)                                                     \
-        do {                                                                  \
-            if (id_bytes == 2) ((uint16_t *)ids_out)[row + filled] = (uint16_t)(w); \
-            else ((u32 *)ids_out)[row + filled] = (w);                        \
-            orders_out[row + filled] = (uint8_t)(m);                          \
-            if (scores_out) scores_out[row + filled] = (count);               \
-            filled++;                                                         \
-        } while (0)
-        if (gt_first) {
-            /* The ground truth leads the row, with the order of the deepest
-             * n-gram that has it (1 and count 0 if the teacher never saw it). */
-            u32 gt = stream[i], found_order = 1, found_count = 0;
-            for (int m = order; m >= 1; m--) {
-                u32 id = ctx[m - 1] == NONE ? NONE : child(&t, m, ctx[m - 1], gt);
-                if (id != NONE) { found_order = (u32)m; found_count = counts[m][id]; break; }
+    for (i64 batch = first; batch < stop; batch += BATCH) {
+        int n = stop - batch < BATCH ? (int)(stop - batch) : BATCH;
+        const u32 *w = stream + batch;
+        for (int b = 0; b < n; b++)
+            ending[1][1 + b] = w[b] < vocab_size ? unigram_id[w[b]] : NONE;
+        for (int m = 2; m <= order; m++)
+            children(words[m], offsets[m], cont_words[m], ending[m - 1], w, ending[m] + 1, n);
+
+        for (int b = 0; b < n; b++) {
+            i64 i = batch + b;
+            if (i < start) continue;
+            u32 stamp = (u32)(i - start + 1), gt = w[b];
+            i64 row = (i - start) * k;
+            int filled = 0;
+#define EMIT(word, m, count)                                                       \
+            do {                                                                   \
+                if (id_bytes == 2) ((uint16_t *)ids_out)[row + filled] = (uint16_t)(word); \
+                else ((u32 *)ids_out)[row + filled] = (word);                      \
+                orders_out[row + filled] = (uint8_t)(m);                           \
+                if (scores_out) scores_out[row + filled] = (count);                \
+                filled++;                                                          \
+            } while (0)
+            if (gt_first) {
+                /* The ground truth leads the row, with the order of the deepest
+                 * n-gram that has it (1 and count 0 if the teacher never saw it). */
+                int deepest = 0;
+                for (int m = order; m >= 1 && !deepest; m--)
+                    if (ending[m][1 + b] != NONE) deepest = m;
+                if (deepest) EMIT(gt, deepest, counts[deepest][ending[deepest][1 + b]]);
+                else EMIT(gt, 1, 0);
+                if (gt < vocab_size) seen[gt] = stamp;
             }
-            EMIT(gt, found_order, found_count);
-            if (gt < vocab_size) seen[gt] = stamp;
-        }
-        for (int m = order; m >= 1 && filled < k; m--) {
-            u32 c = ctx[m - 1];
-            if (c == NONE) continue;
-            const u32 *cw = cont_words[m], *cc = cont_counts[m];
-            for (u32 j = offsets[m][c], end = offsets[m][c + 1]; j < end && filled < k; j++) {
-                u32 w = cw[j];
-                if (seen[w] == stamp) continue;
-                seen[w] = stamp;
-                EMIT(w, m, cc[j]);
+            for (int m = order; m >= 1 && filled < k; m--) {
+                u32 c = m == 1 ? 0 : ending[m - 1][b];
+                if (c == NONE) continue;
+                const u32 *cw = cont_words[m], *cc = cont_counts[m];
+                for (u32 j = offsets[m][c], end = offsets[m][c + 1]; j < end && filled < k; j++) {
+                    u32 word = cw[j];
+                    if (seen[word] == stamp) continue;
+                    seen[word] = stamp;
+                    EMIT(word, m, cc[j]);
+                }
             }
-        }
 #undef EMIT
-        for (int f = filled; f < k; f++) {
-            if (id_bytes == 2) ((uint16_t *)ids_out)[row + f] = (uint16_t)pad_id;
-            else ((u32 *)ids_out)[row + f] = pad_id;
-            orders_out[row + f] = 0;
-            if (scores_out) scores_out[row + f] = 0;
+            for (int f = filled; f < k; f++) {
+                if (id_bytes == 2) ((uint16_t *)ids_out)[row + f] = (uint16_t)pad_id;
+                else ((u32 *)ids_out)[row + f] = pad_id;
+                orders_out[row + f] = 0;
+                if (scores_out) scores_out[row + f] = 0;
+            }
         }
-        advance(&t, ctx, stream[i]);
+        for (int m = 1; m <= order; m++) ending[m][0] = ending[m][n];
     }
 }
 

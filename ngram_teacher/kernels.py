@@ -27,8 +27,9 @@ _lib.count_order.argtypes = [_u32, _i64, _u32, ctypes.c_void_p, _c_u32, _u32, _u
 _lib.count_order.restype = _i64
 _lib.sort_continuations.argtypes = [_u32, _u32, _u32, _c_u32, _u64, _u32, _u32]
 _lib.sort_continuations.restype = None
-_lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, ctypes.c_int, _u32, _i64, _i64, ctypes.c_int,
-                           ctypes.c_int, _c_u32, _c_u32, ctypes.c_int, ctypes.c_void_p, _u8, ctypes.c_void_p, _u32]
+_lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, _u32, ctypes.c_int, _c_u32, _u32, _i64, _i64,
+                           ctypes.c_int, ctypes.c_int, _c_u32, ctypes.c_int, ctypes.c_void_p, _u8, ctypes.c_void_p,
+                           _u32]
 _lib.rank_rows.restype = None
 
 NONE = np.uint32(0xFFFFFFFF)
@@ -85,7 +86,7 @@ def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_firs
         assert scores_out.dtype == np.uint32 and scores_out.shape == ids_out.shape and scores_out.flags.c_contiguous
     keep = [_pointer_table([getattr(order, name) for order in tables.orders])
             for name in ("words", "counts", "offsets", "cont_words", "cont_counts")]
-    _lib.rank_rows(*(ptr for ptr, _ in keep), tables.order, stream, start, stop, k, int(gt_first),
-                   tables.vocab_size, pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
+    _lib.rank_rows(*(ptr for ptr, _ in keep), tables.unigram_ids, tables.order, tables.vocab_size, stream, start,
+                   stop, k, int(gt_first), pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
                    None if scores_out is None else scores_out.ctypes.data,
                    np.empty(tables.vocab_size, np.uint32))

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,7 @@ MODEL_FORMAT_VERSION = 1
 META = "meta.json"
 TOKENS = "tokens.npy"
 COUNTS = "counts"
-MAX_ORDER = 255  # orders are stored as uint8 in ranks files
+MAX_ORDER = 16  # the rank kernel keeps a batch of ids per order on its stack
 TOOL_VERSION = "0.1.0"
 
 
@@ -56,6 +57,13 @@ class CountTables:
     @property
     def order(self) -> int:
         return len(self.orders)
+
+    @cached_property
+    def unigram_ids(self) -> np.ndarray:
+        """Order-1 id of every word (``0xFFFFFFFF`` for words never seen), for the kernels."""
+        ids = np.full(self.vocab_size, 0xFFFFFFFF, np.uint32)
+        ids[self.orders[0].words] = np.arange(len(self.orders[0]), dtype=np.uint32)
+        return ids
 
     def ngram_id(self, ngram: list[int]) -> int | None:
         """Id of an n-gram (word ids) in the table of its order, or None if unseen."""
