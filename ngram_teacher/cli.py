@@ -18,7 +18,7 @@ import typer
 from corpora import NgteachError, WordTokenizer, check_corpus
 
 from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
-from .progress import progress_bar
+from .progress import progress_bars
 from .rank import continuations, write_ranks
 from .rankfile import RankFile
 
@@ -52,8 +52,8 @@ def _resolve_corpus(spec: str, data_dir: Optional[Path]) -> Path:
 
     if Path(spec).exists() or not is_registry_name(spec):
         return check_corpus(spec)
-    with progress_bar(f"fetch {spec}", None, "bytes") as advance:
-        return resolve_corpus(spec, data_dir=data_dir, on_bytes=advance)
+    with progress_bars() as bars:
+        return resolve_corpus(spec, data_dir=data_dir, on_bytes=bars.add(f"fetch {spec}", None, "bytes"))
 
 
 def _tokenize_with(tokenizer: str, vocab_size: Optional[int], sp_model: Optional[Path], min_count: int,
@@ -93,9 +93,10 @@ def build(
     started = time.perf_counter()
     path = _resolve_corpus(corpus, data_dir)
     tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
-    with progress_bar(f"read {path.name}", path.stat().st_size, "bytes") as read, \
-            progress_bar("count", order, "orders") as counted:
-        build_model(path, out, order, tokenize, on_bytes=read, on_order=counted)
+    with progress_bars() as bars:
+        read = bars.add(f"read {path.name}", path.stat().st_size, "bytes")
+        counted = bars.add("count", order, "orders")
+        build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1))
     meta = NgramModel(out).meta
     say(f"built {out}: order {order}, {meta['n_tokens']:,} tokens, vocabulary {meta['vocab_size']:,}, "
         f"n-grams {' / '.join(f'{n:,}' for n in meta['ngrams'])} in {time.perf_counter() - started:.1f} s")
@@ -120,14 +121,15 @@ def rank(
         raise NgteachError(f"{output.parent}: no such directory for --output")
     started = time.perf_counter()
     teacher = NgramModel(model)
-    if corpus is None:
-        stream, source = teacher.tokens(), teacher.meta["corpus"]["path"]
-    else:
-        with progress_bar(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes") as read:
-            stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
     target = output if output is not None else sys.stdout.buffer
-    with progress_bar("rank", len(stream), "positions") as advance:
-        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, advance)
+    with progress_bars() as bars:
+        if corpus is None:
+            stream, source = teacher.tokens(), teacher.meta["corpus"]["path"]
+        else:
+            read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
+            stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
+        ranked = bars.add("rank", len(stream), "positions")
+        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked)
     seconds = time.perf_counter() - started
     say(f"ranked {len(stream):,} positions (k={k}) in {seconds:.1f} s "
         f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")

@@ -1,4 +1,12 @@
-"""Progress bars on stderr: a bar with rate and ETA on a terminal, silence when piped."""
+"""Progress bars on stderr: a bar with rate and ETA on a terminal, silence when piped.
+
+One display holds all the bars of a command (a terminal shows one live display at a
+time)::
+
+    with progress_bars() as bars:
+        read = bars.add("read corpus.txt", total=size, unit="bytes")
+        read(4096)
+"""
 from __future__ import annotations
 
 import sys
@@ -6,40 +14,52 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                           TextColumn, TimeElapsedColumn, TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[[int], None]
 
 
-def _enabled() -> bool:
-    return sys.stderr.isatty()
+def _amount(n: float, unit: str) -> str:
+    if unit != "bytes":
+        return f"{n:,.0f}"
+    for scale, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= scale:
+            return f"{n / scale:.1f} {name}"
+    return f"{n:.0f} B"
 
 
-@contextmanager
-def progress_bar(description: str, total: int | None, unit: str = "items") -> Iterator[Advance]:
-    """Yield ``advance(n)``; shows ``description`` with a bar, rate and ETA.
+class Bars:
+    """Adds bars to one live display; without a terminal every bar is a no-op."""
 
-    ``unit="bytes"`` shows sizes and transfer speed; any other unit shows ``done/total``
-    and ``unit/s``.
-    """
-    if not _enabled():
-        yield lambda n: None
-        return
-    if unit == "bytes":
-        columns = [DownloadColumn(), TransferSpeedColumn()]
-    else:
-        columns = [MofNCompleteColumn(), TextColumn("{task.fields[rate]}")]
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), *columns,
-                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                        console=Console(stderr=True), transient=False)
-    with progress:
-        task = progress.add_task(description, total=total, rate="")
+    def __init__(self, progress: Progress | None):
+        self._progress = progress
+
+    def add(self, description: str, total: int | None, unit: str = "items") -> Advance:
+        """A new bar; returns ``advance(n)``. ``unit="bytes"`` prints sizes."""
+        progress = self._progress
+        if progress is None:
+            return lambda n: None
+        task = progress.add_task(description, total=total, amounts="", rate="")
 
         def advance(n: int) -> None:
             progress.advance(task, n)
-            speed = progress.tasks[0].speed
-            if unit != "bytes" and speed:
-                progress.update(task, rate=f"{speed:,.0f} {unit}/s")
+            state = next(t for t in progress.tasks if t.id == task)
+            done = _amount(state.completed, unit)
+            whole = f"/{_amount(state.total, unit)}" if state.total else ""
+            speed = f"{_amount(state.speed, unit)} {'' if unit == 'bytes' else unit}/s" if state.speed else ""
+            progress.update(task, amounts=done + whole, rate=speed.replace(" /s", "/s"))
 
-        yield advance
+        return advance
+
+
+@contextmanager
+def progress_bars() -> Iterator[Bars]:
+    if not sys.stderr.isatty():
+        yield Bars(None)
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[amounts]}"), TextColumn("{task.fields[rate]}"),
+                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                        console=Console(stderr=True))
+    with progress:
+        yield Bars(progress)
