@@ -21,10 +21,12 @@ class Vocabulary:
 
     def __init__(self, tokens: list[str], trie: marisa_trie.RecordTrie | None = None):
         self.tokens = list(tokens)
+        if len(set(self.tokens)) != len(self.tokens):
+            raise NgteachError("vocabulary has duplicate tokens")
         if trie is None:
             trie = marisa_trie.RecordTrie("<I", ((t, (i,)) for i, t in enumerate(self.tokens)))
         if len(trie) != len(self.tokens):
-            raise NgteachError("vocabulary has duplicate tokens, or its trie does not match vocab.txt")
+            raise NgteachError("the vocabulary trie does not match vocab.txt")
         self._trie = trie
 
     @classmethod
@@ -84,7 +86,7 @@ class Vocabulary:
         try:
             text = (directory / VOCAB_TXT).read_text(encoding="utf-8")
             trie = marisa_trie.RecordTrie("<I").mmap(str(directory / VOCAB_TRIE))
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError, RuntimeError) as e:  # marisa reports damage as RuntimeError
             raise NgteachError(f"{directory}: cannot read the vocabulary ({e})") from None
         return cls(text.split("\n")[:-1], trie)
 

@@ -25,7 +25,7 @@ typedef int64_t i64;
 typedef uint64_t u64;
 
 #define NONE UINT32_MAX
-#define MAX_ORDER 16 /* keep in step with model.MAX_ORDER */
+#define MAX_ORDER 16 /* keep in step with kernels.py */
 #define BATCH 64
 
 /* ---- counting ------------------------------------------------------------ */

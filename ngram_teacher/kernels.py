@@ -33,6 +33,7 @@ _lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, _u32, ctypes.c_int
 _lib.rank_rows.restype = None
 
 NONE = np.uint32(0xFFFFFFFF)
+MAX_ORDER = 16  # _kernels.c keeps a batch of ids per order on the stack
 
 
 def positions_by_word(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -80,6 +81,8 @@ def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_firs
     ``tables`` is a :class:`ngram_teacher.model.CountTables`; outputs hold ``stop - start``
     rows of ``k`` entries, ids as uint16 or uint32, scores (counts) as uint32 or None.
     """
+    if not 1 <= tables.order <= MAX_ORDER:
+        raise ValueError(f"the rank kernel handles orders 1 to {MAX_ORDER}, not {tables.order}")
     assert ids_out.flags.c_contiguous and ids_out.dtype in (np.uint16, np.uint32)
     assert ids_out.shape == orders_out.shape == (stop - start, k)
     if scores_out is not None:

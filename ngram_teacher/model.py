@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,14 +26,16 @@ import numpy as np
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
+from .kernels import MAX_ORDER
+from .tempfiles import temp_dir
 
 MODEL_FORMAT = "ngteach-model"
 MODEL_FORMAT_VERSION = 1
 META = "meta.json"
 TOKENS = "tokens.npy"
 COUNTS = "counts"
-MAX_ORDER = 16  # the rank kernel keeps a batch of ids per order on its stack
 TOOL_VERSION = "0.1.0"
+META_KEYS = ("order", "n_tokens", "vocab_size", "ngrams", "tokenizer", "vocab_sha256", "tokens_sha256", "corpus")
 
 
 def tokens_sha256(tokens: np.ndarray) -> str:
@@ -132,6 +133,12 @@ def _read_meta(directory: Path) -> dict:
     if meta.get("format_version") != MODEL_FORMAT_VERSION:
         raise NgteachError(f"{directory}: model format version {meta.get('format_version')} is not supported "
                            f"(this ngteach reads version {MODEL_FORMAT_VERSION})")
+    missing = [key for key in META_KEYS if key not in meta]
+    if missing:
+        raise NgteachError(f"{directory}/{META}: incomplete (no {', '.join(missing)})")
+    if not (isinstance(meta["order"], int) and 1 <= meta["order"] <= MAX_ORDER
+            and isinstance(meta["ngrams"], list) and len(meta["ngrams"]) == meta["order"]):
+        raise NgteachError(f"{directory}/{META}: order must be 1 to {MAX_ORDER} with one n-gram count per order")
     return meta
 
 
@@ -140,7 +147,7 @@ def _load_array(path: Path) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise NgteachError(f"{path}: missing (the model directory is incomplete)") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise NgteachError(f"{path}: unreadable or truncated ({e})") from None
     if array.dtype != np.uint32 or array.ndim != 1:
         raise NgteachError(f"{path}: expected a 1-d uint32 array, found {array.ndim}-d {array.dtype}")
@@ -171,7 +178,7 @@ def build_model(
     _check_replaceable(out)
     tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
     vocab_size = len(tokenizer.vocab)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    work = temp_dir(out.parent, f".{out.name}.")
     try:
         tokenizer.save(work)
         np.save(work / TOKENS, tokens)

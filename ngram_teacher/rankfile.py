@@ -18,13 +18,14 @@ import json
 import os
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from corpora import NgteachError
+
+from .tempfiles import temp_file
 
 MAGIC = b"NGTRANKS"
 FORMAT_VERSION = 1
@@ -83,9 +84,8 @@ class RankFileWriter:
         self.header = dict(header)
         head = encode_header(self.header)
         self.header["_data_offset"] = len(head)
-        fd, name = tempfile.mkstemp(prefix=".ranks.", suffix=".tmp", dir=directory)
-        self.path = Path(name)
-        with os.fdopen(fd, "wb") as f:
+        self.path = temp_file(directory, ".ranks.")
+        with open(self.path, "wb") as f:
             f.write(head)
             f.truncate(file_size(self.header))
         shape = (self.header["n_positions"], self.header["k"])

@@ -1,0 +1,82 @@
+"""Shared fixtures: where the real corpora live, and writers of small corpora."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+# ``reference`` (the naive implementations) is imported by name from the test modules.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+# The project's shared data lives beside the repository: <root>/../shared/corpora.
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+
+WT2_VALID = SHARED_CORPORA / "wikitext-2" / "valid.txt"
+WT2_TEST = SHARED_CORPORA / "wikitext-2" / "test.txt"
+SHAKESPEARE = SHARED_CORPORA / "tinyshakespeare" / "input.txt"
+
+
+def shared_corpus(path: Path) -> Path:
+    """``path`` if the shared corpus is there, else skip the test."""
+    if not path.is_file():
+        pytest.skip(f"shared corpus {path} is not available")
+    return path
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    if not SHARED_CORPORA.is_dir():
+        pytest.skip(f"shared corpora folder {SHARED_CORPORA} is not available")
+    return SHARED_CORPORA
+
+
+@pytest.fixture
+def wt2_valid() -> Path:
+    return shared_corpus(WT2_VALID)
+
+
+@pytest.fixture
+def wt2_test() -> Path:
+    return shared_corpus(WT2_TEST)
+
+
+@pytest.fixture
+def shakespeare() -> Path:
+    return shared_corpus(SHAKESPEARE)
+
+
+@pytest.fixture
+def write_corpus(tmp_path):
+    """``write_corpus(text_or_bytes, name="corpus.txt")`` -> path of a new file in tmp_path.
+
+    Text is written as UTF-8 bytes exactly as given (no newline translation)."""
+
+    def write(content: str | bytes, name: str = "corpus.txt") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_corpus(write_corpus) -> Path:
+    """The hand-worked corpus of several tests: 12 tokens, 3 lines."""
+    return write_corpus("a b c\na b d\na b c\n")
+
+
+def head_lines(path: Path, n_tokens: int) -> str:
+    """The first whole lines of ``path`` holding at least ``n_tokens`` tokens
+    (words plus one <eos> per line), as text with '\\n' line ends."""
+    lines, total = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            lines.append(line)
+            total += len(line.split()) + 1
+            if total >= n_tokens:
+                break
+    return "".join(lines)

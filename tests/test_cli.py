@@ -1,0 +1,390 @@
+"""The ngteach command line, end to end in subprocesses: build, rank, query, info, and
+clean single-line failures that leave nothing behind."""
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import head_lines
+from ngram_teacher import RankFile
+from reference import NaiveTeacher, tokenize_file, vocabulary
+
+SCRIPT = Path(sys.executable).with_name("ngteach")
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
+
+
+class Workspace:
+    """A working directory for the CLI plus a private TMPDIR, so that leftovers show."""
+
+    def __init__(self, root: Path):
+        self.cwd = root / "work"
+        self.tmp = root / "sys-tmp"
+        self.cwd.mkdir()
+        self.tmp.mkdir()
+        self.env = {**os.environ, "TMPDIR": str(self.tmp), "NGTEACH_CACHE": str(root / "cache"),
+                    "NO_COLOR": "1"}
+        self.env.pop("NGTEACH_DATA_DIR", None)
+
+    def run(self, *args: str, stdout_file: str | None = None, stdout=None) -> subprocess.CompletedProcess:
+        if stdout_file is not None:
+            with open(self.cwd / stdout_file, "wb") as out:
+                result = subprocess.run([*COMMAND, *args], cwd=self.cwd, env=self.env, stdout=out,
+                                        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120)
+        else:
+            result = subprocess.run([*COMMAND, *args], cwd=self.cwd, env=self.env,
+                                    stdout=subprocess.PIPE if stdout is None else stdout,
+                                    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120)
+        result.stderr = result.stderr.decode("utf-8", "replace")
+        return result
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        result = self.run(*args, **kw)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        return result
+
+    def listing(self) -> set[str]:
+        return {str(p.relative_to(self.cwd)) for p in self.cwd.rglob("*")}
+
+    def write(self, name: str, content: str | bytes) -> Path:
+        path = self.cwd / name
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int | None = None, mentions: str | None = None):
+    assert result.returncode != 0
+    if code is not None:
+        assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ngteach: error:"), result.stderr
+    if mentions is not None:
+        assert mentions in lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus_text() -> str:
+    from conftest import SHAKESPEARE
+
+    if SHAKESPEARE.is_file():
+        return head_lines(SHAKESPEARE, 3000)
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(80)]
+    return "".join(" ".join(rng.choice(words, 9)) + "\n" for _ in range(300))
+
+
+@pytest.fixture(scope="module")
+def other_text(corpus_text) -> str:
+    from conftest import SHAKESPEARE
+
+    if SHAKESPEARE.is_file():
+        lines = SHAKESPEARE.read_text(encoding="utf-8").splitlines(keepends=True)
+        return "".join(lines[30_000:30_150])
+    return corpus_text[::-1] + "brand new words\n"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, corpus_text):
+    """A model built once by the CLI, copied into workspaces that need one."""
+    ws = Workspace(tmp_path_factory.mktemp("built"))
+    ws.write("corpus.txt", corpus_text)
+    result = ws.ok("build", "corpus.txt", "--order", "4")
+    assert "built ngteach-model" in result.stderr
+    assert ws.listing() >= {"corpus.txt", "ngteach-model", "ngteach-model/meta.json"}
+    assert os.listdir(ws.tmp) == []
+    return ws.cwd / "ngteach-model"
+
+
+@pytest.fixture
+def ws(tmp_path, built, corpus_text) -> Workspace:
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", corpus_text)
+    shutil.copytree(built, ws.cwd / "ngteach-model")
+    return ws
+
+
+def reference_for(ws: Workspace, corpus="corpus.txt"):
+    words = tokenize_file(ws.cwd / "corpus.txt")
+    vocab = vocabulary(words)
+    index = {w: i for i, w in enumerate(vocab)}
+    unk = index["<unk>"]
+    stream = [index.get(w, unk) for w in tokenize_file(ws.cwd / corpus)]
+    return NaiveTeacher([index[w] for w in words], 4), stream, vocab, index
+
+
+# ---- end to end -------------------------------------------------------------------------------
+
+def test_build_rank_info_query_end_to_end(tmp_path, corpus_text):
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", corpus_text)
+    result = ws.ok("build", "corpus.txt", "--order", "4")
+    assert result.stderr.startswith("built ngteach-model: order 4")
+    result = ws.ok("rank", "--k", "20", stdout_file="ranks.bin")
+    assert result.stderr.startswith("ranked ")
+    ranks = RankFile(ws.cwd / "ranks.bin")
+    teacher, stream, vocab, index = reference_for(ws)
+    assert ranks.header["n_positions"] == len(stream) and ranks.k == 20
+    assert ranks.header["gt_first"] is True and ranks.header["scores"] is None
+    assert ranks.header["corpus"] == str((ws.cwd / "corpus.txt").resolve())
+    exp_ids, exp_orders, _ = teacher.rank(stream, 20, True, 65535)
+    assert ranks.ids.tolist() == exp_ids
+    assert ranks.orders.tolist() == exp_orders
+    assert os.listdir(ws.tmp) == []
+
+    info = ws.ok("info", "ngteach-model").stdout.decode()
+    assert f"{len(stream):,}" in info
+    assert f"{len(vocab):,}" in info
+    assert "4-grams" in info
+
+    info = ws.ok("info", "ranks.bin").stdout.decode()
+    assert f"{len(stream):,} x k=20" in info
+
+    context = " ".join(tokenize_file(ws.cwd / "corpus.txt")[5:8])
+    out = ws.ok("query", context, "--k", "5").stdout.decode().splitlines()
+    rows = [line.split() for line in out[2:]]
+    assert len(rows) == 5
+    ids = [index[w] for w in context.split()]
+    exp = teacher.row(ids + [0], len(ids), 5, False, 65535)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [vocab.index(r[3]) for r in rows] == exp[0]
+    assert [int(r[1]) for r in rows] == exp[1]
+    assert [int(r[2].replace(",", "")) for r in rows] == exp[2]
+
+
+def test_build_of_its_own(tmp_path, corpus_text):
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", corpus_text)
+    ws.ok("build", "corpus.txt", "--order", "2", "--out", "m2")
+    assert (ws.cwd / "m2" / "counts" / "2.words.npy").is_file()
+    assert not (ws.cwd / "m2" / "counts" / "3.words.npy").exists()
+    assert ws.listing() - {p for p in ws.listing() if p.startswith("m2/")} == {"corpus.txt", "m2"}
+    assert os.listdir(ws.tmp) == []
+
+
+def test_output_option_equals_stdout(ws):
+    ws.ok("rank", "--k", "7", stdout_file="stdout.bin")
+    ws.ok("rank", "--k", "7", "-o", "file.bin")
+    assert (ws.cwd / "stdout.bin").read_bytes() == (ws.cwd / "file.bin").read_bytes()
+    assert ws.listing() - {p for p in ws.listing() if p.startswith("ngteach-model")} == {
+        "corpus.txt", "stdout.bin", "file.bin"}
+    assert os.listdir(ws.tmp) == []
+
+
+def test_rank_other_corpus_no_gt_first_with_scores(ws, other_text):
+    ws.write("other.txt", other_text)
+    ws.ok("rank", "--k", "12", "--corpus", "other.txt", "--no-gt-first", "--scores", "-o", "other.bin",
+          "--threads", "2")
+    ranks = RankFile(ws.cwd / "other.bin")
+    teacher, stream, vocab, index = reference_for(ws, "other.txt")
+    assert index["<unk>"] in stream or set(tokenize_file(ws.cwd / "other.txt")) <= set(vocab)
+    assert ranks.header["gt_first"] is False
+    assert ranks.header["scores"] == {"kind": "count", "dtype": "<u4"}
+    assert ranks.header["corpus"] == str((ws.cwd / "other.txt").resolve())
+    exp_ids, exp_orders, exp_scores = teacher.rank(stream, 12, False, 65535)
+    assert ranks.ids.tolist() == exp_ids
+    assert ranks.orders.tolist() == exp_orders
+    assert ranks.scores.tolist() == exp_scores
+    ws.ok("info", "other.bin")
+
+
+def test_rank_gt_first_with_scores_other_corpus(ws, other_text):
+    ws.write("other.txt", other_text)
+    ws.ok("rank", "--k", "3", "--corpus", "other.txt", "--scores", stdout_file="o.bin")
+    ranks = RankFile(ws.cwd / "o.bin")
+    teacher, stream, _, _ = reference_for(ws, "other.txt")
+    exp = teacher.rank(stream, 3, True, 65535)
+    assert [ranks.ids.tolist(), ranks.orders.tolist(), ranks.scores.tolist()] == list(exp)
+
+
+def test_version_and_help(tmp_path):
+    ws = Workspace(tmp_path)
+    assert ws.ok("--version").stdout.decode().strip() == "ngteach 0.1.0"
+    assert "build" in ws.ok("--help").stdout.decode()
+
+
+# ---- failures ------------------------------------------------------------------------------------
+
+def everything(ws: Workspace) -> set[str]:
+    return ws.listing() | {"TMP/" + n for n in os.listdir(ws.tmp)}
+
+
+def fails_cleanly(ws: Workspace, *args, code=None, mentions=None, stdout_file=None):
+    before = everything(ws)
+    result = ws.run(*args, stdout_file=stdout_file)
+    assert_clean_error(result, code, mentions)
+    after = everything(ws)
+    if stdout_file is not None:  # the shell-style redirection creates it; it must stay empty
+        assert (ws.cwd / stdout_file).read_bytes() == b""
+        after.discard(stdout_file)
+    assert after == before, f"left behind: {after - before}"
+    return result
+
+
+def test_build_missing_corpus(tmp_path):
+    ws = Workspace(tmp_path)
+    fails_cleanly(ws, "build", "missing.txt", code=1, mentions="missing.txt")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.txt", b""),
+    ("binary.dat", b"\x7fELF\x02\x01\x01\x00\x00\x00 some bytes\n"),
+    ("latin1.txt", "caf\u00e9 cr\u00e8me\n".encode("latin-1")),
+], ids=["empty", "binary", "not-utf8"])
+def test_build_bad_corpus(tmp_path, name, content):
+    ws = Workspace(tmp_path)
+    ws.write(name, content)
+    fails_cleanly(ws, "build", name, "--order", "3", code=1, mentions=name)
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "-3", "256"])
+def test_build_bad_order(tmp_path, value):
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", "a b\n")
+    fails_cleanly(ws, "build", "corpus.txt", "--order", value, code=2, mentions="--order")
+
+
+def test_build_over_a_non_model_directory(ws):
+    (ws.cwd / "notes").mkdir()
+    (ws.cwd / "notes" / "keep.txt").write_text("mine")
+    fails_cleanly(ws, "build", "corpus.txt", "--out", "notes", code=1, mentions="notes")
+    assert (ws.cwd / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_rebuild_over_a_model(ws):
+    ws.write("small.txt", "x y\n")
+    ws.ok("build", "small.txt", "--order", "2")
+    assert "small.txt" in ws.ok("info", "ngteach-model").stdout.decode()
+    assert not (ws.cwd / "ngteach-model" / "counts" / "3.words.npy").exists()
+    assert not [n for n in os.listdir(ws.cwd) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("stdout_file", [None, "ranks.bin"])
+def test_rank_k_0(ws, stdout_file):
+    args = ("rank", "--k", "0") if stdout_file else ("rank", "--k", "0", "-o", "ranks.bin")
+    fails_cleanly(ws, *args, code=2, mentions="--k", stdout_file=stdout_file)
+
+
+def test_query_k_0(ws):
+    fails_cleanly(ws, "query", "a", "--k", "0", code=2, mentions="--k")
+
+
+def test_rank_missing_model(tmp_path):
+    ws = Workspace(tmp_path)
+    fails_cleanly(ws, "rank", "-o", "ranks.bin", code=1, mentions="ngteach-model")
+    fails_cleanly(ws, "rank", "-m", "elsewhere", stdout_file="ranks.bin", code=1, mentions="elsewhere")
+    fails_cleanly(ws, "query", "some words", code=1, mentions="ngteach-model")
+    fails_cleanly(ws, "info", "ngteach-model", code=1, mentions="ngteach-model")
+
+
+INCOMPLETE = {
+    "counts file deleted": lambda m: (m / "counts" / "3.cont_words.npy").unlink(),
+    "counts file truncated": lambda m: (m / "counts" / "2.words.npy").write_bytes(
+        (m / "counts" / "2.words.npy").read_bytes()[:-8]),
+    "counts file emptied": lambda m: (m / "counts" / "1.counts.npy").write_bytes(b""),
+    "tokens.npy deleted": lambda m: (m / "tokens.npy").unlink(),
+    "meta.json deleted": lambda m: (m / "meta.json").unlink(),
+    "meta.json corrupt": lambda m: (m / "meta.json").write_text('{"format": "ngteach-model", '),
+    "vocab.txt deleted": lambda m: (m / "vocab.txt").unlink(),
+    "vocab.marisa deleted": lambda m: (m / "vocab.marisa").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(INCOMPLETE))
+def test_rank_incomplete_model(ws, damage):
+    INCOMPLETE[damage](ws.cwd / "ngteach-model")
+    fails_cleanly(ws, "rank", "--k", "5", "-o", "ranks.bin", code=1)
+    fails_cleanly(ws, "info", "ngteach-model", code=1)
+
+
+def test_rank_incomplete_model_to_stdout(ws):
+    (ws.cwd / "ngteach-model" / "counts" / "4.words.npy").unlink()
+    fails_cleanly(ws, "rank", "--k", "5", stdout_file="ranks.bin", code=1, mentions="4.words.npy")
+
+
+def test_rank_missing_other_corpus(ws):
+    fails_cleanly(ws, "rank", "--corpus", "nothere.txt", "-o", "ranks.bin", code=1, mentions="nothere.txt")
+
+
+def test_rank_binary_other_corpus(ws):
+    ws.write("blob.bin", bytes(range(256)))
+    fails_cleanly(ws, "rank", "--corpus", "blob.bin", "-o", "ranks.bin", code=1, mentions="blob.bin")
+
+
+@pytest.mark.parametrize("target", ["no-such-dir/ranks.bin", "corpus.txt/ranks.bin"])
+def test_rank_unwritable_output(ws, target):
+    fails_cleanly(ws, "rank", "--k", "3", "-o", target, code=1)
+
+
+def test_rank_output_is_a_directory(ws):
+    (ws.cwd / "outdir").mkdir()
+    fails_cleanly(ws, "rank", "--k", "3", "-o", "outdir", code=1)
+    assert os.listdir(ws.cwd / "outdir") == []
+
+
+def test_info_truncated_ranks_file(ws):
+    ws.ok("rank", "--k", "4", "-o", "ranks.bin")
+    data = (ws.cwd / "ranks.bin").read_bytes()
+    ws.write("cut.bin", data[:-10])
+    fails_cleanly(ws, "info", "cut.bin", code=1, mentions="cut.bin")
+    ws.write("cut-header.bin", data[:30])
+    fails_cleanly(ws, "info", "cut-header.bin", code=1, mentions="cut-header.bin")
+
+
+def test_info_foreign_file(ws):
+    ws.write("random.bin", np.random.default_rng(5).bytes(4096))
+    fails_cleanly(ws, "info", "random.bin", code=1, mentions="random.bin")
+    fails_cleanly(ws, "info", "corpus.txt", code=1, mentions="corpus.txt")
+    fails_cleanly(ws, "info", "nothing.bin", code=1, mentions="nothing.bin")
+
+
+def test_info_inconsistent_ranks_file(ws):
+    ws.ok("rank", "--k", "4", "-o", "ranks.bin")
+    ranks = RankFile(ws.cwd / "ranks.bin")
+    offset = ranks.ids.offset
+    del ranks
+    data = bytearray((ws.cwd / "ranks.bin").read_bytes())
+    data[offset:offset + 2] = (60000).to_bytes(2, "little")  # an id beyond the vocabulary
+    ws.write("bad-ids.bin", bytes(data))
+    fails_cleanly(ws, "info", "bad-ids.bin", code=1, mentions="bad-ids.bin")
+
+
+def test_rank_refuses_a_terminal(ws):
+    master, slave = pty.openpty()
+    try:
+        before = everything(ws)
+        result = ws.run("rank", "--k", "3", stdout=slave)
+        os.set_blocking(master, False)
+        try:
+            written = os.read(master, 1 << 16)
+        except (BlockingIOError, OSError):
+            written = b""
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert_clean_error(result, 1, "terminal")
+    assert written == b""
+    assert everything(ws) == before
+
+
+def test_outputs_get_the_users_usual_permissions(tmp_path):
+    """Outputs are built in temporary places and renamed, yet must not stay private."""
+    (tmp_path / "corpus.txt").write_text("a b c\na b d\n", encoding="utf-8")
+    old = os.umask(0o022)
+    try:
+        subprocess.run([sys.executable, "-c", "from ngram_teacher.cli import main; main()", "build", "corpus.txt"],
+                       cwd=tmp_path, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", "from ngram_teacher.cli import main; main()", "rank", "-o", "r.bin"],
+                       cwd=tmp_path, check=True, capture_output=True)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ngteach-model").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "r.bin").stat().st_mode & 0o777 == 0o644
