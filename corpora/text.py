@@ -18,7 +18,9 @@ from .errors import NgteachError
 
 EOS = "<eos>"
 UNK = "<unk>"
-BLOCK_BYTES = 1 << 24
+# A block's words live as Python strings (about 60 bytes each) while it is encoded, so
+# blocks are kept small: 4 MiB of text is about 40 MB of strings.
+BLOCK_BYTES = 1 << 22
 # Stands for a line end inside a block. NUL never occurs in accepted text (binary is
 # refused), so it cannot collide with a word.
 _LINE_END = "\x00"
@@ -115,5 +117,6 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
             block += "\n"
         words = block.replace("\n", f" {_LINE_END} ").split()
         parts.append(np.fromiter(map(lookup, words), np.uint32, len(words)))
+        del words  # before the next block's words exist
     stream = np.concatenate(parts)
     return ScannedText(ids.types, stream, np.bincount(stream, minlength=len(ids.types)))
