@@ -1,0 +1,55 @@
+"""Losses that learn from a teacher's ranks, usable from any training loop.
+
+Every loss takes the student's ``logits`` [..., V] and the teacher's ranked candidates
+``ranks`` [..., k] (int64 word ids, best first) and returns the loss of each position
+[...] (no reduction), so callers weight, mask and average as they like.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def plackett_luce(logits: Tensor, ranks: Tensor, partitions: Tensor | None = None,
+                  mask: Tensor | None = None) -> Tensor:
+    """Plackett-Luce negative log-likelihood of the ranking, summed over its entries.
+
+    ``partitions`` [..., k] gives each entry a partition id; adjacent entries with the same
+    id form one partition of equally preferred words (the paper's partitioned preference,
+    e.g. the backoff orders of a ranks file); None makes every entry its own partition.
+    ``mask`` [..., k] is True for real entries (padding must come last in a row).
+
+    Entry j of partition P costs ``log(sum of exp(logits) over every word not placed in a
+    partition before P) - logits[ranks[j]]``. The sums are formed without subtraction:
+    the words outside the ranking once (one pass over the vocabulary, ranked words
+    masked out), plus suffix sums over the ranked entries, so a confident model cannot
+    make them cancel. With k = 1 and the true word first this is cross-entropy.
+    """
+    logits = logits.float()  # under autocast too: the sums need float32's range
+    if mask is None:
+        mask = torch.ones_like(ranks, dtype=torch.bool)
+    ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
+    ranked = logits.gather(-1, ranks)  # [..., k]
+    ranked_or_none = ranked.masked_fill(~mask, float("-inf"))
+    # Words the ranking never names: mask the ranked ones (padding points at word 0,
+    # which is masked only if a real entry names it). When the ranking names every
+    # word this sum is empty; a finite floor keeps padding's gradients free of NaN.
+    hidden = torch.zeros_like(logits).scatter_add_(-1, ranks, mask.to(logits.dtype)) > 0
+    outside = logits.masked_fill(hidden, float("-inf")).logsumexp(-1, keepdim=True)  # [..., 1]
+    outside = outside.clamp_min(torch.finfo(logits.dtype).min)
+    # later[j] = log of the sum over entries j..k-1 (a suffix sum, reversed cumsum).
+    later = ranked_or_none.flip(-1).logcumsumexp(-1).flip(-1)
+    # Every entry of a partition shares the denominator of the partition's first entry.
+    starts = _partition_starts(ranks, partitions)
+    denominator = torch.logaddexp(outside, later.gather(-1, starts))
+    return ((denominator - ranked) * mask).sum(-1)
+
+
+def _partition_starts(ranks: Tensor, partitions: Tensor | None) -> Tensor:
+    """Index of the first entry of each entry's partition (runs of equal ids)."""
+    index = torch.arange(ranks.shape[-1], device=ranks.device).expand_as(ranks)
+    if partitions is None:
+        return index
+    new = torch.ones_like(ranks, dtype=torch.bool)
+    new[..., 1:] = partitions[..., 1:] != partitions[..., :-1]
+    return torch.where(new, index, torch.zeros_like(index)).cummax(-1).values
