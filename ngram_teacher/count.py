@@ -12,6 +12,8 @@ from typing import Iterator
 
 import numpy as np
 
+from corpora import NgteachError
+
 from . import kernels
 
 TABLE_ARRAYS = ("words", "counts", "offsets", "cont_words", "cont_counts")
@@ -38,8 +40,8 @@ def count_orders(tokens: np.ndarray, vocab_size: int, order: int) -> Iterator[Or
     writes each table out and drops it needs about 8 bytes x 4 per token at the peak.
     """
     tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
-    if len(tokens) >= 0xFFFFFFFF:
-        raise ValueError("corpora of 2**32 tokens or more are not supported")
+    if len(tokens) >= 0xFFFFFFFF:  # ids and counts are uint32
+        raise NgteachError(f"a corpus of {len(tokens):,} tokens is too large (the limit is 2**32 - 1)")
     by_word = kernels.positions_by_word(tokens, vocab_size)
     prev, n_contexts = None, 1
     for _ in range(order):
