@@ -53,3 +53,37 @@ def _partition_starts(ranks: Tensor, partitions: Tensor | None) -> Tensor:
     new = torch.ones_like(ranks, dtype=torch.bool)
     new[..., 1:] = partitions[..., 1:] != partitions[..., :-1]
     return torch.where(new, index, torch.zeros_like(index)).cummax(-1).values
+
+
+def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature: float = 1.0,
+            mask: Tensor | None = None) -> Tensor:
+    """KL(teacher || student) from a teacher known only through its top-k.
+
+    The teacher gives probability ``exp(teacher_logprobs[j])`` to word ``ranks[j]`` and
+    spreads what its top-k leaves over the other words of the vocabulary evenly.
+    With ``temperature`` T both distributions are softened (the teacher's renormalised
+    ``p ** (1 / T)``, the student's ``softmax(logits / T)``) and the KL is scaled by T**2,
+    as in Hinton et al.'s distillation. One pass over the vocabulary per position.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    if mask is None:
+        mask = torch.ones_like(ranks, dtype=torch.bool)
+    ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
+    log_q = (logits.float() / temperature).log_softmax(-1)
+    top_log_q = log_q.gather(-1, ranks)
+    teacher = teacher_logprobs.float().masked_fill(~mask, float("-inf"))
+    n_rest = (logits.shape[-1] - mask.sum(-1)).to(log_q.dtype)
+    # Per-word log-probability of the words outside the top-k, before tempering. The
+    # leftover is a difference of near-equal numbers, so it is taken in float64.
+    left = (1 - teacher.double().exp().sum(-1)).clamp_min(0).to(log_q.dtype)
+    rest = torch.where(n_rest > 0, left.log() - n_rest.clamp_min(1).log(), float("-inf"))
+    # Temper and renormalise the teacher: top-k entries, then the n_rest equal others.
+    top, rest = teacher / temperature, rest / temperature
+    norm = torch.logaddexp(top.logsumexp(-1), rest + n_rest.clamp_min(1).log())
+    log_p_top, log_p_rest = top - norm[..., None], rest - norm
+    top_terms = torch.where(mask, log_p_top.exp() * (log_p_top - top_log_q), 0).sum(-1)
+    rest_log_q = log_q.sum(-1) - (top_log_q * mask).sum(-1)  # sum of log q over the other words
+    rest_terms = torch.where(log_p_rest > float("-inf"),
+                             log_p_rest.exp() * (n_rest * log_p_rest - rest_log_q), 0)
+    return (top_terms + rest_terms) * temperature**2

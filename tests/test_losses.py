@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from student.losses import plackett_luce
+from student.losses import kl_topk, plackett_luce
 
 
 def loop_plackett_luce(logits: torch.Tensor, ranks: list[int], partitions: list[int] | None,
@@ -143,3 +143,53 @@ def test_bf16_autocast_matches_the_loop_on_the_same_logits(partitioned):
     expected_grad, = torch.autograd.grad(expected.sum(), exact_logits)
     # the gradient reaches bf16 logits rounded to bf16: 8 bits of mantissa
     torch.testing.assert_close(got_grad.double(), expected_grad, rtol=1e-2, atol=1e-3)
+
+
+def dense_teacher_kl(logits: torch.Tensor, ranks: list[int], teacher_logprobs: list[float],
+                     temperature: float) -> torch.Tensor:
+    """KL(p || q) with the teacher written out over the whole vocabulary: its top-k
+    probabilities, the rest of its mass shared evenly by the other words."""
+    vocab = logits.shape[-1]
+    p = torch.zeros(vocab, dtype=torch.float64)
+    p[ranks] = torch.tensor(teacher_logprobs, dtype=torch.float64).exp()
+    others = [w for w in range(vocab) if w not in ranks]
+    if others:
+        p[others] = (1 - p[ranks].sum()).clamp_min(0) / len(others)
+    p = p ** (1 / temperature)
+    p = p / p.sum()
+    log_q = torch.log_softmax(logits / temperature, -1)
+    support = p > 0
+    return (p[support] * (p[support].log() - log_q[support])).sum() * temperature**2
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(2, 30), st.integers(0, 2**31 - 1), st.sampled_from([1.0, 2.0, 0.5]), st.booleans())
+def test_kl_topk_matches_the_dense_teacher(vocab, seed, temperature, full_mass):
+    generator = torch.Generator().manual_seed(seed)
+    k = int(torch.randint(1, vocab + 1, (1,), generator=generator))
+    rows = 3
+    teacher = torch.softmax(torch.randn(rows, vocab, generator=generator, dtype=torch.float64) * 2, -1)
+    ranks = torch.stack([torch.randperm(vocab, generator=generator)[:k] for _ in range(rows)])
+    top = teacher.gather(-1, ranks)
+    if full_mass:  # a teacher whose top-k holds all its mass
+        top = top / top.sum(-1, keepdim=True)
+    lengths = torch.randint(1, k + 1, (rows,), generator=generator)
+    mask = torch.arange(k) < lengths[:, None]
+    logits = torch.randn(rows, vocab, generator=generator).requires_grad_()
+    teacher_logprobs = top.log().float()  # as a ranks file stores them
+    got = kl_topk(logits, torch.where(mask, ranks, 0), teacher_logprobs, temperature, mask)
+    exact_logits = logits.detach().double().requires_grad_()
+    expected = torch.stack([dense_teacher_kl(exact_logits[b], ranks[b, :lengths[b]].tolist(),
+                                             teacher_logprobs[b, :lengths[b]].tolist(), temperature)
+                            for b in range(rows)])
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-4, atol=1e-5)
+    got_grad, = torch.autograd.grad(got.sum(), logits)
+    expected_grad, = torch.autograd.grad(expected.sum(), exact_logits)
+    torch.testing.assert_close(got_grad.double(), expected_grad, rtol=1e-4, atol=1e-5)
+
+
+def test_kl_topk_is_zero_when_the_student_is_the_teacher():
+    teacher = torch.softmax(torch.randn(4, 25), -1)
+    ranks = teacher.argsort(-1, descending=True)[:, :25]
+    loss = kl_topk(teacher.log(), ranks, teacher.gather(-1, ranks).log())
+    torch.testing.assert_close(loss, torch.zeros(4), atol=1e-5, rtol=0)
