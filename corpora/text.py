@@ -112,11 +112,15 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
     ids = _TypeIds()
     lookup = ids.__getitem__
     parts = []
+    counts = np.zeros(0, np.int64)
     for block in read_blocks(path, on_bytes):
         if not block.endswith("\n"):
             block += "\n"
         words = block.replace("\n", f" {_LINE_END} ").split()
         parts.append(np.fromiter(map(lookup, words), np.uint32, len(words)))
         del words  # before the next block's words exist
-    stream = np.concatenate(parts)
-    return ScannedText(ids.types, stream, np.bincount(stream, minlength=len(ids.types)))
+        # counted block by block: bincount of the whole stream would copy it to int64
+        block_counts = np.bincount(parts[-1], minlength=len(ids.types))
+        block_counts[: len(counts)] += counts
+        counts = block_counts
+    return ScannedText(ids.types, np.concatenate(parts), counts)

@@ -40,7 +40,7 @@ META_KEYS = ("order", "n_tokens", "vocab_size", "ngrams", "tokenizer", "vocab_sh
 
 def tokens_sha256(tokens: np.ndarray) -> str:
     """Checksum of a token stream, as little-endian uint32 (the ranks file records it)."""
-    return hashlib.sha256(np.ascontiguousarray(tokens, dtype="<u4").tobytes()).hexdigest()
+    return hashlib.sha256(memoryview(np.ascontiguousarray(tokens, dtype="<u4"))).hexdigest()  # no copy
 
 
 def file_sha256(path: str | os.PathLike) -> str:
