@@ -155,7 +155,9 @@ static void children(const u32 *words, const u32 *offsets, const u32 *cont_words
 /* Rows start..stop-1 of the ranks of stream[]: for each position, the k words
  * the backoff lists given the words before it (FORMATS.md, "ranks file").
  * ids_out is u16 or u32 (id_bytes), rows relative to start; scores_out may be
- * NULL. seen is scratch with vocab_size entries. The tables are arrays indexed
+ * NULL. The backoff stops at order min_order (1 = down to the unigrams), so a
+ * row may end in padding when it is above 1. seen is scratch with vocab_size
+ * entries. The tables are arrays indexed
  * by order (entry 0 unused); unigram_id[w] is the order-1 id of word w (NONE if
  * unseen), because order 1 has one group, the whole vocabulary, too big to search
  * for every token.
@@ -169,7 +171,7 @@ static void children(const u32 *words, const u32 *offsets, const u32 *cont_words
 void rank_rows(const u32 **words, const u32 **counts, const u32 **offsets,
                const u32 **cont_words, const u32 **cont_counts, const u32 *unigram_id,
                int order, u32 vocab_size, const u32 *stream, i64 start, i64 stop,
-               int k, int gt_first, u32 pad_id, int id_bytes,
+               int k, int gt_first, int min_order, u32 pad_id, int id_bytes,
                void *ids_out, uint8_t *orders_out, u32 *scores_out, u32 *seen)
 {
     u32 ending[MAX_ORDER + 1][BATCH + 1];
@@ -209,7 +211,7 @@ void rank_rows(const u32 **words, const u32 **counts, const u32 **offsets,
                 else EMIT(gt, 1, 0);
                 if (gt < vocab_size) seen[gt] = stamp;
             }
-            for (int m = order; m >= 1 && filled < k; m--) {
+            for (int m = order; m >= min_order && filled < k; m--) {
                 u32 c = m == 1 ? 0 : ending[m - 1][b];
                 if (c == NONE) continue;
                 const u32 *cw = cont_words[m], *cc = cont_counts[m];

@@ -111,6 +111,8 @@ def rank(
     gt_first: bool = typer.Option(True, "--gt-first/--no-gt-first",
                                   help="Put the true next token first (its own partition)."),
     scores: bool = typer.Option(False, "--scores", help="Store the count of the supplying order per entry."),
+    min_order: int = typer.Option(1, "--min-order", min=1,
+                                  help="Lowest backoff order listed (2 leaves out the unigram fill-ins)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Worker threads (default: all cores)."),
 ) -> None:
     """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md)."""
@@ -129,7 +131,7 @@ def rank(
             read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
             stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
         ranked = bars.add("rank", len(stream), "positions")
-        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked)
+        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
     seconds = time.perf_counter() - started
     say(f"ranked {len(stream):,} positions (k={k}) in {seconds:.1f} s "
         f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")

@@ -28,8 +28,8 @@ _lib.count_order.restype = _i64
 _lib.sort_continuations.argtypes = [_u32, _u32, _u32, _c_u32, _u64, _u32, _u32]
 _lib.sort_continuations.restype = None
 _lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, _u32, ctypes.c_int, _c_u32, _u32, _i64, _i64,
-                           ctypes.c_int, ctypes.c_int, _c_u32, ctypes.c_int, ctypes.c_void_p, _u8, ctypes.c_void_p,
-                           _u32]
+                           ctypes.c_int, ctypes.c_int, ctypes.c_int, _c_u32, ctypes.c_int, ctypes.c_void_p, _u8,
+                           ctypes.c_void_p, _u32]
 _lib.rank_rows.restype = None
 
 NONE = np.uint32(0xFFFFFFFF)
@@ -74,15 +74,18 @@ def _pointer_table(arrays: list[np.ndarray]):
     return ctypes.cast(table, _ptrs), table
 
 
-def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_first: bool, pad_id: int,
-              ids_out: np.ndarray, orders_out: np.ndarray, scores_out: np.ndarray | None) -> None:
+def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_first: bool, min_order: int,
+              pad_id: int, ids_out: np.ndarray, orders_out: np.ndarray, scores_out: np.ndarray | None) -> None:
     """Fill rows ``start..stop-1`` of the ranks of ``stream`` into the given output slices.
 
     ``tables`` is a :class:`ngram_teacher.model.CountTables`; outputs hold ``stop - start``
-    rows of ``k`` entries, ids as uint16 or uint32, scores (counts) as uint32 or None.
+    rows of ``k`` entries, ids as uint16 or uint32, scores (counts) as uint32 or None. The
+    backoff lists orders ``tables.order`` down to ``min_order``.
     """
     if not 1 <= tables.order <= MAX_ORDER:
         raise ValueError(f"the rank kernel handles orders 1 to {MAX_ORDER}, not {tables.order}")
+    if not 1 <= min_order <= tables.order:
+        raise ValueError(f"min_order must be between 1 and {tables.order}, not {min_order}")
     assert ids_out.flags.c_contiguous and ids_out.dtype in (np.uint16, np.uint32)
     assert ids_out.shape == orders_out.shape == (stop - start, k)
     if scores_out is not None:
@@ -90,6 +93,6 @@ def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_firs
     keep = [_pointer_table([getattr(order, name) for order in tables.orders])
             for name in ("words", "counts", "offsets", "cont_words", "cont_counts")]
     _lib.rank_rows(*(ptr for ptr, _ in keep), tables.unigram_ids, tables.order, tables.vocab_size, stream, start,
-                   stop, k, int(gt_first), pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
+                   stop, k, int(gt_first), min_order, pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
                    None if scores_out is None else scores_out.ctypes.data,
                    np.empty(tables.vocab_size, np.uint32))

@@ -36,17 +36,19 @@ def rank_into(
     pad_id: int | None = None,
     threads: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    min_order: int = 1,
 ) -> None:
     """Fill ``ids``/``orders`` (and ``scores``, counts of the supplying order) with the
-    ranks of every position of ``stream``; the arrays are [len(stream), k]."""
+    ranks of every position of ``stream``; the arrays are [len(stream), k]. The backoff
+    stops at ``min_order`` (2 leaves out the unigram fill-ins)."""
     stream = np.ascontiguousarray(stream, dtype=np.uint32)
     k = ids.shape[1]
     pad_id = np.iinfo(ids.dtype).max if pad_id is None else pad_id
 
     def block(start: int) -> int:
         stop = min(start + BLOCK_ROWS, len(stream))
-        kernels.rank_rows(tables, stream, start, stop, k, gt_first, pad_id, ids[start:stop], orders[start:stop],
-                          None if scores is None else scores[start:stop])
+        kernels.rank_rows(tables, stream, start, stop, k, gt_first, min_order, pad_id, ids[start:stop],
+                          orders[start:stop], None if scores is None else scores[start:stop])
         return stop - start
 
     with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
@@ -72,14 +74,14 @@ def continuations(model: NgramModel, context: str, k: int) -> list[Candidate]:
     ids = np.empty((1, k), np.uint32)
     orders = np.empty((1, k), np.uint8)
     counts = np.empty((1, k), np.uint32)
-    kernels.rank_rows(model.tables, stream, len(stream) - 1, len(stream), k, False,
+    kernels.rank_rows(model.tables, stream, len(stream) - 1, len(stream), k, False, 1,
                       np.iinfo(np.uint32).max, ids, orders, counts)
     return [Candidate(model.vocab.tokens[i], int(i), int(o), int(c))
             for i, o, c in zip(ids[0], orders[0], counts[0]) if o > 0]
 
 
 def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, with_scores: bool,
-                 corpus: str) -> dict:
+                 corpus: str, min_order: int = 1) -> dict:
     """The header of a ranks file made by the count teacher of ``model``."""
     id_dtype = id_dtype_for(len(model.vocab))
     return {
@@ -96,6 +98,7 @@ def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, 
         "teacher": {
             "kind": "count-ngram",
             "order": model.order,
+            "min_order": min_order,
             "ties": "word id",
             "model_tokens_sha256": model.meta["tokens_sha256"],
             "model_corpus_sha256": model.meta["corpus"]["sha256"],
@@ -114,17 +117,20 @@ def write_ranks(
     corpus: str = "",
     threads: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    min_order: int = 1,
 ) -> None:
     """Rank ``stream`` into a ranks file at ``target`` (a path, or an open binary stream such
     as standard output). The file is built aside and appears only once complete."""
     if k < 1:
         raise NgteachError(f"--k must be at least 1, not {k}")
-    header = ranks_header(model, stream, k, gt_first, with_scores, corpus)
+    if not 1 <= min_order <= model.order:
+        raise NgteachError(f"--min-order must be between 1 and the model's order {model.order}, not {min_order}")
+    header = ranks_header(model, stream, k, gt_first, with_scores, corpus, min_order)
     to_path = isinstance(target, (str, os.PathLike))
     with RankFileWriter(header, Path(target).resolve().parent if to_path else None) as writer:
         arrays = writer.arrays
         rank_into(model.tables, stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first,
-                  header["pad_id"], threads, on_rows)
+                  header["pad_id"], threads, on_rows, min_order)
         if to_path:
             writer.publish(target)
         else:

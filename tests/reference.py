@@ -102,8 +102,9 @@ class NaiveTeacher:
     def count(self, ngram: tuple) -> int:
         return self.counts[len(ngram)].get(tuple(ngram), 0) if ngram else 0
 
-    def row(self, stream: list[int], i: int, k: int, gt_first: bool, pad_id: int):
-        """(ids, orders, scores) of position i, each a list of k entries."""
+    def row(self, stream: list[int], i: int, k: int, gt_first: bool, pad_id: int, min_order: int = 1):
+        """(ids, orders, scores) of position i, each a list of k entries; the backoff
+        lists orders down to ``min_order`` only."""
         entries: list[tuple[int, int, int]] = []  # (word, order, score)
         listed: set[int] = set()
         if gt_first:
@@ -116,7 +117,7 @@ class NaiveTeacher:
                     break
             entries.append((gt, gt_order, gt_score))
             listed.add(gt)
-        for m in range(min(self.order, i + 1), 0, -1):
+        for m in range(min(self.order, i + 1), min_order - 1, -1):
             context = tuple(stream[i - m + 1: i])
             for word, count in self.following[m].get(context, []):
                 if len(entries) == k:
@@ -130,8 +131,8 @@ class NaiveTeacher:
             entries.append((pad_id, 0, 0))
         return [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries]
 
-    def rank(self, stream: list[int], k: int, gt_first: bool = True, pad_id: int = 0xFFFF):
+    def rank(self, stream: list[int], k: int, gt_first: bool = True, pad_id: int = 0xFFFF, min_order: int = 1):
         """Three lists of rows: ids, orders, scores."""
         stream = [int(t) for t in stream]
-        rows = [self.row(stream, i, k, gt_first, pad_id) for i in range(len(stream))]
+        rows = [self.row(stream, i, k, gt_first, pad_id, min_order) for i in range(len(stream))]
         return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]

@@ -388,3 +388,14 @@ def test_outputs_get_the_users_usual_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "ngteach-model").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "r.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_rank_min_order(ws):
+    """--min-order 2 keeps the unigram level out: order 1 only ever marks a ground truth
+    never seen after its context, and the header says where the backoff stopped."""
+    ws.ok("rank", "--min-order", "2", "-o", "r.bin")
+    ranks = RankFile(ws.cwd / "r.bin")
+    assert ranks.header["teacher"]["min_order"] == 2
+    assert not np.any(np.asarray(ranks.orders)[:, 1:] == 1)
+    assert np.any(np.asarray(ranks.orders)[:, 1:] == 0)  # rows now end in padding
+    fails_cleanly(ws, "rank", "--min-order", "9", "-o", "bad.bin", mentions="--min-order")

@@ -27,7 +27,7 @@ def tables_for(tokens, vocab_size: int, order: int) -> CountTables:
 
 
 def run_rank(tables, stream, k, gt_first=True, scores=True, id_dtype=np.uint32, pad_id=None, threads=1,
-             block_rows=None):
+             block_rows=None, min_order=1):
     """rank_into with output arrays pre-filled with garbage (so every cell must be written)."""
     n = len(stream)
     ids = np.full((n, k), 7777 % np.iinfo(id_dtype).max, dtype=id_dtype)
@@ -38,13 +38,14 @@ def run_rank(tables, stream, k, gt_first=True, scores=True, id_dtype=np.uint32, 
         if block_rows is not None:
             mp.setattr(ngram_teacher.rank, "BLOCK_ROWS", block_rows)
         rank_into(tables, np.array(stream, dtype=np.uint32), ids, orders, score_arr, gt_first, pad_id, threads,
-                  on_rows=done.append)
+                  on_rows=done.append, min_order=min_order)
     assert sum(done) == n
     return ids, orders, score_arr
 
 
-def assert_same_as_reference(teacher: NaiveTeacher, stream, ids, orders, scores, k, gt_first, pad_id):
-    exp_ids, exp_orders, exp_scores = teacher.rank(list(stream), k, gt_first, pad_id)
+def assert_same_as_reference(teacher: NaiveTeacher, stream, ids, orders, scores, k, gt_first, pad_id,
+                             min_order=1):
+    exp_ids, exp_orders, exp_scores = teacher.rank(list(stream), k, gt_first, pad_id, min_order)
     n = len(stream)
     np.testing.assert_array_equal(ids, np.array(exp_ids, dtype=np.int64).reshape(n, k))
     np.testing.assert_array_equal(orders, np.array(exp_orders, dtype=np.int64).reshape(n, k))
@@ -134,12 +135,14 @@ def test_random_corpora_match_naive_teacher(data):
     block_rows = data.draw(st.sampled_from([1, 2, 3, 7, 1 << 16]), label="block_rows")
     id_dtype = data.draw(st.sampled_from([np.uint16, np.uint32]), label="id_dtype")
     pad_id = data.draw(st.sampled_from([None, 12345]), label="pad_id")
+    min_order = data.draw(st.integers(1, order), label="min_order")
 
     tables = tables_for(counted, vocab_size, order)
-    ids, orders, score_arr = run_rank(tables, stream, k, gt_first, scores, id_dtype, pad_id, threads, block_rows)
+    ids, orders, score_arr = run_rank(tables, stream, k, gt_first, scores, id_dtype, pad_id, threads, block_rows,
+                                      min_order)
     expected_pad = int(np.iinfo(id_dtype).max) if pad_id is None else pad_id
     assert_same_as_reference(NaiveTeacher(counted, order), stream, ids, orders, score_arr, k, gt_first,
-                             expected_pad)
+                             expected_pad, min_order)
 
 
 # ---- real text ------------------------------------------------------------------------------
@@ -397,3 +400,14 @@ def test_orders_beyond_the_kernel_limit_do_not_crash(order):
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-500:]}"
     assert result.stdout.split()[0] in ("ok", "refused"), result.stdout
+
+
+def test_min_order_2_leaves_out_the_unigram_fill_ins():
+    """Hand-worked on TINY: after "a b", order 3 lists c (2) then d (1), and order 2 (after
+    "b") adds nothing new; with min_order 2 the rest is padding instead of unigrams; the
+    truth still leads with gt_first."""
+    stream = [1, 2, 3]
+    ids, orders, _ = run_rank(tables_for(TINY, 6, 3), stream, 4, gt_first=False, min_order=2)
+    assert ids[2].tolist()[:2] == [3, 4] and orders[2].tolist() == [3, 3, 0, 0]
+    ids, orders, _ = run_rank(tables_for(TINY, 6, 3), [1, 2, 4], 4, gt_first=True, min_order=2)
+    assert ids[2].tolist()[:2] == [4, 3] and orders[2].tolist() == [3, 3, 0, 0]
