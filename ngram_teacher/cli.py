@@ -16,6 +16,7 @@ import numpy as np
 import typer
 
 from corpora import NgteachError, WordTokenizer, check_corpus
+from student import cli as student_cli
 
 from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
 from .progress import progress_bars
@@ -204,6 +205,11 @@ def _scan_ranks(ranks: RankFile) -> str | None:
         if np.any(padding[:, :-1] & ~padding[:, 1:]):
             return f"padding before real entries near row {start}"
     return None
+
+
+# The student's commands (distill, eval, compare): the command line is the one place
+# where the teacher and the student packages meet.
+student_cli.register(app)
 
 
 def _command_line_error(error: Exception) -> tuple[str, int] | None:

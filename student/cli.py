@@ -1,0 +1,122 @@
+"""``ngteach distill``, ``ngteach eval`` and ``ngteach compare``.
+
+Registered on the ``ngteach`` app by :mod:`ngram_teacher.cli`. torch is imported only
+when one of these commands runs, so the teacher's commands start fast.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from corpora import NgteachError
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def distill(
+    student: str = typer.Option("lstm", help="lstm or transformer."),
+    size: str = typer.Option("small", help="tiny, small, medium or large."),
+    loss: str = typer.Option("ce", help="ce, ls (label smoothing), rank (Plackett-Luce) or kl."),
+    weight: Optional[float] = typer.Option(None, help="Weight of the teacher term (default per loss)."),
+    partition: str = typer.Option("order", help="Rank partitions: order (backoff order), strict or none."),
+    k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
+    min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
+    model: str = typer.Option("ngteach-model", "--model", "-m", help="The teacher's model directory."),
+    ranks: str = typer.Option("ranks.bin", help="The ranks file of the model's corpus."),
+    valid: Optional[str] = typer.Option(None, help="Validation text (default: the last tenth of the corpus)."),
+    test: Optional[str] = typer.Option(None, help="Test text, evaluated with the best checkpoint."),
+    out: Optional[str] = typer.Option(None, help="Run directory (default runs/STUDENT-SIZE-LOSS-sSEED)."),
+    layers: Optional[int] = typer.Option(None, help="Override the size's number of layers."),
+    width: Optional[int] = typer.Option(None, help="Override the hidden size / model dimension."),
+    embedding: Optional[int] = typer.Option(None, help="Override the LSTM embedding size."),
+    window: Optional[int] = typer.Option(None, help="BPTT length (LSTM) or context window (transformer)."),
+    dropout: Optional[float] = typer.Option(None, help="Override the output dropout."),
+    dropout_embedding: Optional[float] = typer.Option(None, help="Override the embedding dropout."),
+    tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights"),
+    optimizer: str = typer.Option("adamw", help="adamw, sgd or asgd."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default 2e-3 adamw, 20 sgd/asgd)."),
+    schedule: str = typer.Option("plateau", help="plateau (lr / 4 when valid stalls), cosine or constant."),
+    batch_size: int = typer.Option(20, help="Columns (LSTM) or windows (transformer) per batch."),
+    clip: float = typer.Option(0.25, help="Gradient norm clipping."),
+    epochs: int = typer.Option(40, help="Most epochs."),
+    max_tokens: Optional[int] = typer.Option(None, help="Stop after this many training tokens."),
+    max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    patience: int = typer.Option(3, help="Epochs without a better validation perplexity before stopping."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
+) -> None:
+    """Train a student language model from the teacher's ranks."""
+    from . import train
+    from .model import student_config
+
+    if resume is not None:
+        config = train.RunConfig.load(resume / "config.json")
+        config.out = str(resume)
+    else:
+        config = train.RunConfig(
+            model_dir=model, ranks=ranks, valid=valid, test=test, size=size, loss=loss,
+            weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
+            k=k, partition=partition, min_order=min_order, optimizer=optimizer,
+            lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
+            batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
+            patience=patience, seed=seed,
+            student=student_config(student, size, layers=layers, width=width, embedding=embedding,
+                                   window=window, dropout=dropout, dropout_embedding=dropout_embedding,
+                                   tie_weights=tie_weights),
+        )
+        config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")
+        if Path(config.out).exists() and any(Path(config.out).iterdir()):
+            raise NgteachError(f"{config.out}: the run directory exists; use --resume {config.out} or another --out")
+    from ngram_teacher.progress import progress_bars
+
+    with progress_bars() as bars:
+        summary = train.run(config, resume=resume is not None, log=say,
+                            progress=lambda name, total: bars.add(name, total, "batches"))
+    test_part = f", test ppl {summary['test_ppl']:.2f}" if summary.get("test_ppl") else ""
+    say(f"done: {config.out}: valid ppl {summary['valid_ppl']:.2f}{test_part} "
+        f"(best epoch {summary['best_epoch']}, {summary['tokens_per_s']:,.0f} tokens/s)")
+
+
+def evaluate(run: Path = typer.Argument(..., help="A run directory."),
+             text: Path = typer.Argument(..., help="Text to evaluate on.")) -> None:
+    """Print the perplexity of RUN's best checkpoint on TEXT."""
+    import torch
+
+    from ngram_teacher import NgramModel
+
+    from . import train
+    from .model import build_student, perplexity
+
+    config = train.RunConfig.load(run / "config.json")
+    checkpoint = train.load_checkpoint(run / "checkpoints" / "best.pt")
+    teacher = NgramModel(config.model_dir)
+    stream = train.encode_file(teacher, str(text))
+    model = build_student(config.student, len(teacher.vocab))
+    model.load_state_dict(checkpoint["model"])
+    logprobs = train.token_logprobs(model, stream, teacher.vocab.eos_id, config.eval_columns,
+                                    config.student.window, torch.device("cpu"))
+    print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
+
+
+def compare(run_a: Path = typer.Argument(..., help="First run directory."),
+            run_b: Path = typer.Argument(..., help="Second run directory."),
+            method: str = typer.Option("bootstrap", help="bootstrap (paired, over blocks) or permutation."),
+            block: int = typer.Option(1000, min=1, help="Tokens per resampled block."),
+            resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples or permutations."),
+            seed: int = typer.Option(0)) -> None:
+    """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value."""
+    from .significance import compare_runs, format_comparison
+
+    comparison = compare_runs(run_a, run_b, method=method, block=block, resamples=resamples, seed=seed)
+    print(format_comparison(comparison, str(run_a), str(run_b)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(distill)
+    app.command("eval")(evaluate)
+    app.command()(compare)

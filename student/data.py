@@ -1,0 +1,119 @@
+"""Token streams and teacher ranks, cut into training batches.
+
+Row i of a ranks file belongs to token position i of the training stream (the teacher's
+candidates for token i given the tokens before it), so a batch carries, next to its
+inputs and targets, the stream positions of its targets to fetch their rows.
+
+- LSTM: contiguous-stream BPTT. The stream is cut into ``columns`` equal parts read side
+  by side, ``length`` tokens at a time, so the hidden state carries over between batches.
+- Transformer: fixed windows of ``length`` tokens, in a fresh seeded order every epoch.
+
+With several processes (torchrun), process ``rank`` of ``world`` reads every world-th
+column or window, so the processes together read the stream once per epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from corpora import NgteachError
+from ngram_teacher import RankFile
+
+GT_PARTITION = 1 << 10  # larger than any backoff order: the ground truth's own partition
+PARTITION_MODES = ("order", "strict", "none")
+
+
+@dataclass
+class Batch:
+    inputs: Tensor  # [B, T] int64
+    targets: Tensor  # [B, T] int64
+    positions: Tensor  # [B, T] int64: stream position of each target (= its ranks row)
+
+
+def bptt_batches(stream: Tensor, columns: int, length: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    """Side-by-side columns of the stream, ``length`` tokens per batch, in order."""
+    per_column = (len(stream) - 1) // columns
+    if per_column < 1:
+        raise NgteachError(f"the text ({len(stream)} tokens) is too short for {columns} columns")
+    mine = torch.arange(rank, columns, world)
+    starts = mine * per_column
+    for offset in range(0, per_column, length):
+        steps = torch.arange(offset, min(offset + length, per_column))
+        positions = starts[:, None] + steps[None, :] + 1
+        yield Batch(stream[positions - 1], stream[positions], positions)
+
+
+def window_batches(stream: Tensor, windows_per_batch: int, length: int, seed: int, epoch: int,
+                   rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    """Fixed windows of ``length`` targets in a seeded random order (the same for every
+    process, which then takes its share)."""
+    count = (len(stream) - 1) // length
+    if count < 1:
+        raise NgteachError(f"the text ({len(stream)} tokens) is shorter than one window of {length}")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    order = order[rank::world]
+    steps = torch.arange(length)
+    for first in range(0, len(order), windows_per_batch):
+        positions = order[first:first + windows_per_batch, None] * length + steps[None, :] + 1
+        yield Batch(stream[positions - 1], stream[positions], positions)
+
+
+@dataclass
+class TeacherRows:
+    """The ranks of a batch's targets, ready for the losses."""
+
+    ranks: Tensor  # [B, T, k] int64 word ids (padding replaced by 0)
+    partitions: Tensor | None  # [B, T, k] partition ids, None = strict
+    mask: Tensor  # [B, T, k] bool, True = real entry
+    logprobs: Tensor | None  # [B, T, k] float32 teacher log-probabilities, if the file has them
+    gt_first: bool  # entry 0 is the true token (whose Plackett-Luce term is the cross-entropy)
+
+
+class TeacherReader:
+    """Reads rows of a ranks file and shapes them as the rank losses want them.
+
+    ``k`` keeps the first k entries; ``min_order`` drops entries that the backoff found
+    below that order (their order is stored, so no new ranks file is needed);
+    ``partition``: ``order`` groups entries by backoff order, ``strict`` makes each its own
+    partition, ``none`` puts all teacher entries in one. The ground truth, when the file
+    puts it first, is always a partition of its own.
+    """
+
+    def __init__(self, ranks: RankFile, k: int | None = None, min_order: int = 1, partition: str = "order"):
+        if partition not in PARTITION_MODES:
+            raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
+        if k is not None and not 1 <= k <= ranks.k:
+            raise NgteachError(f"--k must be between 1 and the ranks file's k ({ranks.k}), not {k}")
+        self.file = ranks
+        self.k = k or ranks.k
+        self.min_order = min_order
+        self.partition = partition
+        self.gt_first = bool(ranks.header["gt_first"])
+        scores = ranks.header["scores"]
+        self.has_logprobs = scores is not None and scores.get("kind") == "logprob"
+
+    def rows(self, positions: Tensor) -> TeacherRows:
+        flat = positions.reshape(-1).numpy()
+        ids = torch.from_numpy(np.asarray(self.file.ids[flat, : self.k]).astype(np.int64))
+        orders = torch.from_numpy(np.asarray(self.file.orders[flat, : self.k]).astype(np.int64))
+        mask = (orders > 0) & (orders >= self.min_order)
+        if self.gt_first:
+            mask[:, 0] = orders[:, 0] > 0
+        ids = torch.where(mask, ids, torch.zeros_like(ids))
+        shape = (*positions.shape, self.k)
+        logprobs = None
+        if self.has_logprobs:
+            logprobs = torch.from_numpy(np.asarray(self.file.scores[flat, : self.k], dtype=np.float32))
+            logprobs = logprobs.reshape(shape)
+        partitions = None if self.partition == "strict" else self._partitions(orders).reshape(shape)
+        return TeacherRows(ids.reshape(shape), partitions, mask.reshape(shape), logprobs, self.gt_first)
+
+    def _partitions(self, orders: Tensor) -> Tensor:
+        parts = orders.clone() if self.partition == "order" else torch.ones_like(orders)
+        if self.gt_first:
+            parts[:, 0] = GT_PARTITION
+        return parts

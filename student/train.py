@@ -1,0 +1,436 @@
+"""``ngteach distill``: train a student from a teacher's ranks, top to bottom.
+
+Every setting lives in :class:`RunConfig` and is saved as ``config.json`` in the run
+directory, which then holds:
+
+    config.json       the full configuration (enough for --resume)
+    metrics.jsonl     one JSON line per epoch: losses, validation perplexity, lr, speed
+    checkpoints/      last.pt (every epoch) and best.pt (best validation perplexity)
+    summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end
+    test_logprobs.npy the natural-log probability of every test token (for compare)
+    test_lines.npy    where each test line starts in test_logprobs
+
+The objective is cross-entropy plus ``weight`` times the teacher's term:
+``ce`` nothing; ``ls`` label smoothing of ``weight``; ``rank`` the Plackett-Luce terms of
+the teacher's ranking after the ground truth (weight 1 with the ground truth first is the
+paper's plain PL loss); ``kl`` ``(1 - weight) * ce + weight * KL`` from the teacher's top-k
+log-probabilities. Evaluation is always full-softmax cross-entropy on every token.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from corpora import NgteachError, check_corpus
+from ngram_teacher import NgramModel, RankFile
+from ngram_teacher.tempfiles import temp_file
+
+from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
+from .losses import kl_topk, plackett_luce
+from .model import (StudentConfig, build_student, config_from_dict, count_parameters, detach_state,
+                    perplexity)
+
+LOSSES = ("ce", "ls", "rank", "kl")
+DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.1, "kl": 0.5}
+OPTIMIZERS = ("adamw", "sgd", "asgd")
+SCHEDULES = ("plateau", "cosine", "constant")
+
+
+@dataclass
+class RunConfig:
+    """One training run, start to end."""
+
+    model_dir: str = "ngteach-model"
+    ranks: str = "ranks.bin"
+    valid: str | None = None  # text; None = hold out the tail of the training stream
+    test: str | None = None
+    valid_fraction: float = 0.1
+    student: StudentConfig = field(default_factory=StudentConfig)
+    size: str = "small"
+    loss: str = "ce"
+    weight: float = 0.0
+    k: int | None = None  # first k entries of each ranks row (None = all)
+    partition: str = "order"
+    min_order: int = 1  # leave out teacher entries found below this backoff order
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    schedule: str = "plateau"
+    batch_size: int = 20
+    clip: float = 0.25
+    epochs: int = 40
+    max_tokens: int | None = None  # stop after this many training tokens
+    max_time: float | None = None  # or after this many seconds
+    patience: int = 3  # epochs without a better validation perplexity before stopping
+    eval_columns: int = 10
+    seed: int = 0
+    out: str = ""
+
+    def save(self, path: Path) -> None:
+        _write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+            values["student"] = config_from_dict(values["student"])
+            return cls(**values)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise NgteachError(f"{path}: not a readable run configuration ({e})") from None
+
+
+def check_config(config: RunConfig) -> None:
+    if config.loss not in LOSSES:
+        raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
+    if config.optimizer not in OPTIMIZERS:
+        raise NgteachError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}")
+    if config.schedule not in SCHEDULES:
+        raise NgteachError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {config.schedule!r}")
+    if config.weight < 0 or (config.loss in ("ls", "kl") and config.weight > 1):
+        raise NgteachError(f"--weight {config.weight} is out of range for --loss {config.loss}")
+    if not 0 < config.valid_fraction < 1:
+        raise NgteachError(f"--valid-fraction must be between 0 and 1, not {config.valid_fraction}")
+    for name in ("batch_size", "epochs", "eval_columns", "min_order"):
+        if getattr(config, name) < 1:
+            raise NgteachError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
+    if config.lr <= 0 or config.clip <= 0:
+        raise NgteachError("--lr and --clip must be positive")
+
+
+# ---- data -------------------------------------------------------------------------------
+
+@dataclass
+class RunData:
+    train: torch.Tensor
+    valid: torch.Tensor
+    valid_before: int  # the token before the validation text (its first context)
+    test: torch.Tensor | None
+    teacher: TeacherReader | None
+    vocab_size: int
+    eos: int
+    notes: list[str]
+
+
+def load_data(config: RunConfig) -> RunData:
+    """The training stream (the model's own corpus), validation and test streams encoded
+    with the model's tokenizer, and the teacher's ranks, checked against the stream."""
+    model = NgramModel(config.model_dir)
+    stream = torch.from_numpy(np.asarray(model.tokens(), dtype=np.int64))
+    notes = []
+    teacher = None
+    if config.loss in ("rank", "kl"):
+        ranks = RankFile(config.ranks)
+        ranks.check_matches(model.meta["vocab_sha256"], model.meta["tokens_sha256"],
+                            f"the model {config.model_dir} and its corpus")
+        teacher = TeacherReader(ranks, config.k, config.min_order, config.partition)
+        if config.loss == "kl" and not teacher.has_logprobs:
+            raise NgteachError(f"{config.ranks}: --loss kl needs teacher log-probabilities in the ranks file "
+                               "(scores of kind 'logprob'); this one has " + json.dumps(ranks.header["scores"]))
+    if config.valid is None:
+        cut = int(len(stream) * (1 - config.valid_fraction))
+        train, valid, before = stream[:cut], stream[cut:], int(stream[cut - 1])
+        notes.append(f"no --valid: holding out the last {len(stream) - cut:,} tokens "
+                     f"({config.valid_fraction:.0%}) of the training stream for validation")
+    else:
+        train, valid, before = stream, encode_file(model, config.valid), model.vocab.eos_id
+    test = None if config.test is None else encode_file(model, config.test)
+    if len(valid) == 0:
+        raise NgteachError("the validation text is empty")
+    return RunData(train, valid, before, test, teacher, len(model.vocab), model.vocab.eos_id, notes)
+
+
+def encode_file(model: NgramModel, path: str) -> torch.Tensor:
+    """A text encoded with the teacher model's tokenizer."""
+    return torch.from_numpy(model.tokenizer.encode_file(check_corpus(path)).astype(np.int64))
+
+
+# ---- the objective ----------------------------------------------------------------------
+
+def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
+              teacher: TeacherRows | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, cross-entropy) per target token."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    ce = F.cross_entropy(flat.float(), targets.reshape(-1), reduction="none").view_as(targets)
+    if config.loss == "ce":
+        return ce, ce
+    if config.loss == "ls":
+        smoothed = F.cross_entropy(flat.float(), targets.reshape(-1), reduction="none",
+                                   label_smoothing=config.weight)
+        return smoothed.view_as(targets), ce
+    if config.loss == "rank":
+        ranking = plackett_luce(logits, teacher.ranks, teacher.partitions, teacher.mask)
+        # With the ground truth first, its term is the cross-entropy: keep the rest.
+        after_truth = ranking - ce if teacher.gt_first else ranking
+        return ce + config.weight * after_truth, ce
+    kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
+    return (1 - config.weight) * ce + config.weight * kl, ce
+
+
+# ---- evaluation -------------------------------------------------------------------------
+
+@torch.no_grad()
+def token_logprobs(model: nn.Module, stream: torch.Tensor, before: int, columns: int, length: int,
+                   device: torch.device) -> np.ndarray:
+    """log p(token) for every token of ``stream``, full softmax, in order.
+
+    The token ``before`` (``<eos>`` for a text of its own) is put before the text so its
+    first token is predicted too. The LSTM
+    reads ``columns`` parts side by side (each starting afresh); the Transformer reads
+    windows of ``length``.
+    """
+    model.eval()
+    padded = torch.cat([torch.tensor([before]), stream])
+    out = torch.empty(len(stream), dtype=torch.float32)
+    if model.config.kind == "transformer":
+        columns = 1
+    per_column = -(-len(stream) // columns)
+    for c in range(columns):
+        lo, hi = c * per_column, min((c + 1) * per_column, len(stream))
+        state = None
+        for start in range(lo, hi, length):
+            stop = min(start + length, hi)
+            inputs = padded[start:stop][None].to(device)
+            logits, state = model(inputs, state)
+            logp = logits[0].float().log_softmax(-1)
+            out[start:stop] = logp.gather(-1, padded[start + 1:stop + 1, None].to(device))[:, 0].cpu()
+    return out.numpy()
+
+
+def mean_nll(logprobs: np.ndarray) -> float:
+    return float(-logprobs.astype(np.float64).mean())
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save into a temporary file, then rename: a kill leaves the old one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_file(path.parent, f".{path.name}.")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise NgteachError(f"{path}: no checkpoint here") from None
+    except Exception as e:  # a damaged file: torch raises several kinds
+        raise NgteachError(f"{path}: unreadable checkpoint ({e})") from None
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = temp_file(path.parent, f".{path.name}.")
+    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---- training ---------------------------------------------------------------------------
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.ASGD(model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay)
+
+
+def schedule_lr(config: RunConfig, optimizer: torch.optim.Optimizer, epoch: int, improved: bool) -> None:
+    """After each epoch: ``plateau`` divides the rate by 4 when validation did not improve,
+    ``cosine`` follows a cosine from lr to 0 over ``epochs``."""
+    for group in optimizer.param_groups:
+        if config.schedule == "plateau" and not improved:
+            group["lr"] /= 4
+        elif config.schedule == "cosine":
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+
+
+def train_batches(config: RunConfig, data: RunData, epoch: int, rank: int, world: int):
+    student = config.student
+    if student.kind == "lstm":
+        return bptt_batches(data.train, config.batch_size * world, student.window, rank, world)
+    return window_batches(data.train, config.batch_size, student.window, config.seed, epoch, rank, world)
+
+
+def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = print,
+        progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
+    """Train (or continue) the run in ``config.out``; return its summary."""
+    check_config(config)
+    out = Path(config.out)
+    distributed = _Distributed()
+    torch.manual_seed(config.seed + distributed.rank)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    data = load_data(config)
+    for note in data.notes:
+        log(note)
+    device = distributed.device
+    model = build_student(config.student, data.vocab_size).to(device)
+    optimizer = make_optimizer(config, model)
+    state = {"epoch": 0, "step": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
+             "wall_s": 0.0, "train_s": 0.0}
+    if resume:
+        checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        state = checkpoint["state"]
+        _restore_rng(checkpoint["rng"])
+        log(f"resuming {out} after epoch {state['epoch']}")
+    elif distributed.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.json")
+        (out / "metrics.jsonl").write_text("")
+    wrapped = distributed.wrap(model)
+    log(f"{config.student.kind} student, {count_parameters(model):,} parameters, loss {config.loss}"
+        f"{f' (weight {config.weight})' if config.loss != 'ce' else ''}, on {device}")
+    started = time.perf_counter() - state["wall_s"]
+    while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
+           and not _out_of_budget(config, state)):
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        train_loss, train_ce, tokens = _train_epoch(config, data, wrapped, optimizer, epoch, distributed,
+                                                     device, progress)
+        state["train_s"] += time.perf_counter() - t0
+        state["tokens"] += tokens
+        valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
+                                            config.student.window, device))
+        improved = valid_nll < state["best_valid"]
+        state.update(epoch=epoch, wall_s=time.perf_counter() - started)
+        if improved:
+            state.update(best_valid=valid_nll, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        metrics = {"epoch": epoch, "tokens": state["tokens"], "train_loss": train_loss,
+                   "train_ppl": perplexity(train_ce), "valid_ppl": perplexity(valid_nll),
+                   "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / (time.perf_counter() - t0),
+                   "wall_s": state["wall_s"]}
+        schedule_lr(config, optimizer, epoch, improved)
+        if distributed.is_main:
+            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                          "rng": _rng_state(), "config": asdict(config)}
+            if improved:
+                save_checkpoint(out / "checkpoints" / "best.pt", checkpoint)
+            save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
+        log(f"epoch {epoch}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}"
+            f"{' (best)' if improved else ''}, {metrics['tokens_per_s']:,.0f} tokens/s")
+        if state["bad_epochs"] >= config.patience:
+            log(f"stopping: no better validation perplexity for {config.patience} epochs")
+    summary = _finish(config, data, model, state, device, distributed)
+    distributed.close()
+    return summary
+
+
+def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress):
+    model.train()
+    total = ce_total = 0.0
+    tokens = 0
+    state = None
+    batches = list(train_batches(config, data, epoch, distributed.rank, distributed.world))
+    advance = progress(f"epoch {epoch}", len(batches)) if progress and distributed.is_main else None
+    for batch in batches:
+        teacher = data.teacher.rows(batch.positions) if data.teacher is not None else None
+        with distributed.autocast():
+            logits, state = model(batch.inputs.to(device), state)
+        loss, ce = objective(config, logits, batch.targets.to(device), _to(teacher, device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.mean().backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        state = detach_state(state)
+        total += float(loss.detach().sum())
+        ce_total += float(ce.detach().sum())
+        tokens += batch.targets.numel()
+        if advance:
+            advance(1)
+    return total / tokens, ce_total / tokens, tokens * distributed.world
+
+
+def _to(teacher: TeacherRows | None, device: torch.device) -> TeacherRows | None:
+    if teacher is None or device.type == "cpu":
+        return teacher
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return TeacherRows(move(teacher.ranks), move(teacher.partitions), move(teacher.mask), move(teacher.logprobs))
+
+
+def _out_of_budget(config: RunConfig, state: dict) -> bool:
+    return ((config.max_tokens is not None and state["tokens"] >= config.max_tokens)
+            or (config.max_time is not None and state["wall_s"] >= config.max_time))
+
+
+def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, device, distributed) -> dict:
+    """Evaluate the best checkpoint on the validation and test texts; write the summary."""
+    out = Path(config.out)
+    best = load_checkpoint(out / "checkpoints" / "best.pt") if (out / "checkpoints" / "best.pt").exists() else None
+    if best is not None:
+        model.load_state_dict(best["model"])
+    summary = {"valid_ppl": perplexity(state["best_valid"]), "best_epoch": state["best_epoch"],
+               "epochs": state["epoch"], "train_tokens": state["tokens"],
+               "tokens_per_s": state["tokens"] / max(state["train_s"], 1e-9), "wall_s": state["wall_s"],
+               "parameters": count_parameters(model), "test_ppl": None}
+    if data.test is not None:
+        logprobs = token_logprobs(model, data.test, data.eos, config.eval_columns, config.student.window, device)
+        summary.update(test_ppl=perplexity(mean_nll(logprobs)), test_tokens=len(logprobs), test_text=config.test,
+                       test_tokens_sha256=hashlib.sha256(data.test.numpy().astype("<u4").tobytes()).hexdigest())
+        if distributed.is_main:
+            np.save(out / "test_logprobs.npy", logprobs)
+            line_starts = np.flatnonzero(data.test.numpy() == data.eos) + 1
+            np.save(out / "test_lines.npy", np.concatenate([[0], line_starts[line_starts < len(logprobs)],
+                                                            [len(logprobs)]]).astype(np.int64))
+    if distributed.is_main:
+        _write_json(out / "summary.json", summary)
+    return summary
+
+
+class _Distributed:
+    """One process, or one of several started by torchrun (gloo on CPU, nccl on GPUs)."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.is_main = self.rank == 0
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+        if self.world > 1:
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def autocast(self):
+        """bf16 autocast on GPUs; plain float32 on the CPU (exact and repeatable)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def close(self) -> None:
+        if self.world > 1:
+            torch.distributed.destroy_process_group()

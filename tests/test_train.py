@@ -1,0 +1,193 @@
+"""The trainer: batching, the objective, repeatability, resuming after SIGKILL, errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from corpora import NgteachError
+from corpora.builtin import python_docs_splits
+from ngram_teacher import NgramModel, RankFile, build_model, write_ranks
+from student.data import GT_PARTITION, TeacherReader, bptt_batches, window_batches
+from student.model import student_config
+from student.train import RunConfig, objective, run
+
+COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A 4-gram teacher on 1,200 lines of Python's documentation, its ranks, and texts."""
+    root = tmp_path_factory.mktemp("teacher")
+    splits = python_docs_splits()
+    (root / "train.txt").write_text("\n".join(splits["train"].split("\n")[:1200]) + "\n", encoding="utf-8")
+    (root / "test.txt").write_text("\n".join(splits["test"].split("\n")[:300]) + "\n", encoding="utf-8")
+    (root / "empty.txt").write_text("", encoding="utf-8")
+    build_model(root / "train.txt", root / "ngteach-model", order=4)
+    model = NgramModel(root / "ngteach-model")
+    write_ranks(model, model.tokens(), root / "ranks.bin", 8)
+    return root
+
+
+def tiny_config(teacher: Path, out: Path, **changes) -> RunConfig:
+    config = RunConfig(model_dir=str(teacher / "ngteach-model"), ranks=str(teacher / "ranks.bin"),
+                       test=str(teacher / "test.txt"), student=student_config("lstm", "tiny", window=20),
+                       size="tiny", epochs=2, batch_size=8, out=str(out))
+    return replace(config, **changes)
+
+
+# ---- batching -------------------------------------------------------------------------------
+
+def test_bptt_batches_cover_each_target_once_with_its_input():
+    stream = torch.arange(1000) * 7 % 13
+    seen = []
+    for rank in range(2):
+        for batch in bptt_batches(stream, 6, 9, rank, 2):
+            assert torch.equal(batch.targets, stream[batch.positions])
+            assert torch.equal(batch.inputs, stream[batch.positions - 1])
+            seen.append(batch.positions.reshape(-1))
+    positions = torch.cat(seen).sort().values
+    per_column = 999 // 6
+    assert torch.equal(positions, torch.arange(1, 6 * per_column + 1))
+
+
+def test_bptt_batches_are_contiguous_within_a_column():
+    stream = torch.arange(100)
+    batches = list(bptt_batches(stream, 3, 5))
+    # column c continues in the next batch where the previous one stopped
+    for before, after in zip(batches, batches[1:]):
+        assert torch.equal(after.positions[:, 0], before.positions[:, -1] + 1)
+
+
+def test_window_batches_shuffle_per_epoch_and_split_between_processes():
+    stream = torch.arange(1001)
+    epoch1 = [b.positions for r in range(3) for b in window_batches(stream, 4, 10, seed=5, epoch=1, rank=r, world=3)]
+    everything = torch.cat([p.reshape(-1) for p in epoch1]).sort().values
+    assert torch.equal(everything, torch.arange(1, 1001))
+    first = next(window_batches(stream, 4, 10, seed=5, epoch=1)).positions
+    again = next(window_batches(stream, 4, 10, seed=5, epoch=1)).positions
+    other = next(window_batches(stream, 4, 10, seed=5, epoch=2)).positions
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+# ---- the teacher's rows ---------------------------------------------------------------------
+
+def test_teacher_rows_partitions_and_min_order(teacher):
+    ranks = RankFile(teacher / "ranks.bin")
+    positions = torch.arange(100, 140).view(4, 10)
+    rows = TeacherReader(ranks, k=6, min_order=2, partition="order").rows(positions)
+    ids = np.asarray(ranks.ids[100:140, :6]).reshape(4, 10, 6)
+    orders = np.asarray(ranks.orders[100:140, :6]).reshape(4, 10, 6)
+    expected_mask = (orders >= 2) & (orders > 0)
+    expected_mask[..., 0] = True  # the ground truth stays whatever its order
+    assert torch.equal(rows.mask, torch.from_numpy(expected_mask))
+    assert torch.equal(rows.ranks, torch.from_numpy(np.where(expected_mask, ids, 0).astype(np.int64)))
+    assert (rows.partitions[..., 0] == GT_PARTITION).all()
+    assert torch.equal(rows.partitions[..., 1:], torch.from_numpy(orders[..., 1:].astype(np.int64)))
+    assert rows.gt_first and rows.logprobs is None
+    assert TeacherReader(ranks, partition="strict").rows(positions).partitions is None
+    single = TeacherReader(ranks, partition="none").rows(positions).partitions
+    assert (single[..., 1:] == 1).all() and (single[..., 0] == GT_PARTITION).all()
+
+
+def test_rank_objective_with_full_weight_is_plackett_luce_and_k1_is_cross_entropy(teacher):
+    ranks = RankFile(teacher / "ranks.bin")
+    positions = torch.arange(10, 30).view(2, 10)
+    logits = torch.randn(2, 10, len(NgramModel(teacher / "ngteach-model").vocab))
+    targets = torch.from_numpy(np.asarray(NgramModel(teacher / "ngteach-model").tokens()[positions.numpy()],
+                                          dtype=np.int64))
+    config = RunConfig(loss="rank", weight=1.0)
+    one = TeacherReader(ranks, k=1).rows(positions)
+    loss, ce = objective(config, logits, targets, one)
+    torch.testing.assert_close(loss, F.cross_entropy(logits.transpose(1, 2), targets, reduction="none"))
+    torch.testing.assert_close(ce, loss)
+    # weight 0 leaves cross-entropy alone whatever the teacher says
+    loss0, _ = objective(replace(config, weight=0.0), logits, targets, TeacherReader(ranks).rows(positions))
+    torch.testing.assert_close(loss0, ce)
+
+
+# ---- whole runs -----------------------------------------------------------------------------
+
+def test_same_seed_same_run_bit_for_bit(teacher, tmp_path):
+    a = run(tiny_config(teacher, tmp_path / "a", loss="rank"), log=lambda m: None)
+    b = run(tiny_config(teacher, tmp_path / "b", loss="rank"), log=lambda m: None)
+    assert a["valid_ppl"] == b["valid_ppl"] and a["test_ppl"] == b["test_ppl"]
+    state_a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=False)["model"]
+    state_b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=False)["model"]
+    assert all(torch.equal(state_a[name], state_b[name]) for name in state_a)
+    assert np.array_equal(np.load(tmp_path / "a/test_logprobs.npy"), np.load(tmp_path / "b/test_logprobs.npy"))
+
+
+def test_run_directory_contents(teacher, tmp_path):
+    summary = run(tiny_config(teacher, tmp_path / "r"), log=lambda m: None)
+    out = tmp_path / "r"
+    assert {"config.json", "metrics.jsonl", "summary.json", "test_logprobs.npy", "test_lines.npy"} <= set(
+        os.listdir(out))
+    assert {"last.pt", "best.pt"} <= set(os.listdir(out / "checkpoints"))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert summary["valid_ppl"] == pytest.approx(min(m["valid_ppl"] for m in lines))
+    logprobs = np.load(out / "test_logprobs.npy")
+    assert summary["test_ppl"] == pytest.approx(float(np.exp(-logprobs.astype(np.float64).mean())))
+    assert len(logprobs) == summary["test_tokens"] == len(NgramModel(teacher / "ngteach-model").tokenizer
+                                                          .encode_file(teacher / "test.txt"))
+    assert summary["test_ppl"] < len(NgramModel(teacher / "ngteach-model").vocab)  # it learned something
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path):
+    args = ["distill", "--size", "tiny", "--window", "20", "--batch-size", "8", "--epochs", "4", "--patience", "9",
+            "--loss", "rank", "--model", str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"),
+            "--test", str(teacher / "test.txt")]
+    subprocess.run([*COMMAND, *args, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    victim = subprocess.Popen([*COMMAND, *args, "--out", str(tmp_path / "cut")], stderr=subprocess.DEVNULL)
+    last = tmp_path / "cut/checkpoints/last.pt"
+    deadline = time.time() + 120
+    while not last.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "cut/summary.json").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run([*COMMAND, "distill", "--resume", str(tmp_path / "cut")], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = json.loads((tmp_path / "whole/summary.json").read_text())
+    cut = json.loads((tmp_path / "cut/summary.json").read_text())
+    assert cut["test_ppl"] == whole["test_ppl"] and cut["valid_ppl"] == whole["valid_ppl"]
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
+    (tmp_path / "other.txt").write_text("a b c\nd e f\n", encoding="utf-8")
+    model = NgramModel(teacher / "ngteach-model")
+    write_ranks(model, model.tokenizer.encode_file(tmp_path / "other.txt"), tmp_path / "other.bin", 4)
+    with pytest.raises(NgteachError, match="different token stream"):
+        run(tiny_config(teacher, tmp_path / "x", loss="rank", ranks=str(tmp_path / "other.bin")), log=lambda m: None)
+
+
+@pytest.mark.parametrize("args, mentions", [
+    (["--loss", "hinge"], "--loss"),
+    (["--student", "gru"], "--student"),
+    (["--size", "huge"], "--size"),
+    (["--width", "0"], "--width"),
+    (["--loss", "rank", "--ranks", "missing.bin"], "missing.bin"),
+    (["--valid", "EMPTY"], "empty"),
+    (["--loss", "kl"], "log-probabilities"),
+])
+def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
+    args = [str(teacher / "empty.txt") if a == "EMPTY" else a for a in args]
+    result = subprocess.run([*COMMAND, "distill", "--model", str(teacher / "ngteach-model"), "--ranks",
+                             str(teacher / "ranks.bin"), "--out", str(tmp_path / "run"), *args],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ngteach: error:") and mentions in lines[0], result.stderr
