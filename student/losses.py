@@ -18,31 +18,62 @@ def plackett_luce(logits: Tensor, ranks: Tensor, partitions: Tensor | None = Non
     id form one partition of equally preferred words (the paper's partitioned preference,
     e.g. the backoff orders of a ranks file); None makes every entry its own partition.
     ``mask`` [..., k] is True for real entries (padding must come last in a row).
+    With k = 1 and the true word first this is cross-entropy.
+    """
+    return plackett_luce_terms(logits, ranks, partitions, mask).sum(-1)
+
+
+def plackett_luce_terms(logits: Tensor, ranks: Tensor, partitions: Tensor | None = None,
+                        mask: Tensor | None = None) -> Tensor:
+    """The cost of each entry [..., k] of :func:`plackett_luce` (0 for padding).
 
     Entry j of partition P costs ``log(sum of exp(logits) over every word not placed in a
     partition before P) - logits[ranks[j]]``. The sums are formed without subtraction:
-    the words outside the ranking once (one pass over the vocabulary, ranked words
-    masked out), plus suffix sums over the ranked entries, so a confident model cannot
-    make them cancel. With k = 1 and the true word first this is cross-entropy.
+    the words outside the ranking once (one pass over the vocabulary), plus suffix sums
+    over the ranked entries, so a confident model cannot make them cancel. With the true
+    word first, entry 0's cost is exactly its cross-entropy.
     """
     logits = logits.float()  # under autocast too: the sums need float32's range
     if mask is None:
         mask = torch.ones_like(ranks, dtype=torch.bool)
     ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
-    ranked = logits.gather(-1, ranks)  # [..., k]
-    ranked_or_none = ranked.masked_fill(~mask, float("-inf"))
-    # Words the ranking never names: mask the ranked ones (padding points at word 0,
-    # which is masked only if a real entry names it). When the ranking names every
-    # word this sum is empty; a finite floor keeps padding's gradients free of NaN.
-    hidden = torch.zeros_like(logits).scatter_add_(-1, ranks, mask.to(logits.dtype)) > 0
-    outside = logits.masked_fill(hidden, float("-inf")).logsumexp(-1, keepdim=True)  # [..., 1]
+    ranked, outside = _RankedAndOutside.apply(logits, ranks, mask)  # [..., k], [..., 1]
+    # When the ranking names every word the outside sum is empty; a finite floor keeps
+    # the padding's gradients free of NaN.
     outside = outside.clamp_min(torch.finfo(logits.dtype).min)
     # later[j] = log of the sum over entries j..k-1 (a suffix sum, reversed cumsum).
-    later = ranked_or_none.flip(-1).logcumsumexp(-1).flip(-1)
+    later = ranked.masked_fill(~mask, float("-inf")).flip(-1).logcumsumexp(-1).flip(-1)
     # Every entry of a partition shares the denominator of the partition's first entry.
     starts = _partition_starts(ranks, partitions)
     denominator = torch.logaddexp(outside, later.gather(-1, starts))
-    return ((denominator - ranked) * mask).sum(-1)
+    return (denominator - ranked) * mask
+
+
+class _RankedAndOutside(torch.autograd.Function):
+    """The ranked words' logits, and the log of the sum of exp(logits) over the words the
+    ranking does not name.
+
+    One pass over the vocabulary forward and one backward, like cross-entropy: exp(logits
+    - max) with the ranked words zeroed is both the sum's terms and, normalised, its
+    gradient; the ranked logits' gradients are then added in place at their k words."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, ranks: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        top = logits.amax(-1, keepdim=True)
+        terms = (logits - top).exp_()
+        # amin with +inf leaves padding's target alone even when a real entry names the
+        # same word (scatter order among duplicates is unspecified).
+        zeros = torch.where(mask, 0.0, float("inf")).to(terms.dtype)
+        terms.scatter_reduce_(-1, ranks, zeros, reduce="amin")
+        total = terms.sum(-1, keepdim=True)
+        ctx.save_for_backward(terms, total, ranks)
+        return logits.gather(-1, ranks), total.log() + top
+
+    @staticmethod
+    def backward(ctx, grad_ranked: Tensor, grad_outside: Tensor):
+        terms, total, ranks = ctx.saved_tensors
+        grad = terms * (grad_outside / total.clamp_min(torch.finfo(total.dtype).tiny))
+        return grad.scatter_add_(-1, ranks, grad_ranked), None, None
 
 
 def _partition_starts(ranks: Tensor, partitions: Tensor | None) -> Tensor:

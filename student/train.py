@@ -38,7 +38,7 @@ from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.tempfiles import temp_file
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
-from .losses import kl_topk, plackett_luce
+from .losses import kl_topk, plackett_luce_terms
 from .model import (StudentConfig, build_student, config_from_dict, count_parameters, detach_state,
                     perplexity)
 
@@ -161,21 +161,29 @@ def encode_file(model: NgramModel, path: str) -> torch.Tensor:
 def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
               teacher: TeacherRows | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to minimise, cross-entropy) per target token."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    ce = F.cross_entropy(flat.float(), targets.reshape(-1), reduction="none").view_as(targets)
-    if config.loss == "ce":
-        return ce, ce
-    if config.loss == "ls":
-        smoothed = F.cross_entropy(flat.float(), targets.reshape(-1), reduction="none",
-                                   label_smoothing=config.weight)
-        return smoothed.view_as(targets), ce
+    if config.loss == "rank" and teacher.gt_first:
+        # The true word's Plackett-Luce term is its cross-entropy: one pass gives both.
+        terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
+        ce = terms[..., 0]
+        return ce + config.weight * terms[..., 1:].sum(-1), ce
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    smoothing = config.weight if config.loss == "ls" else 0.0
+    loss = F.cross_entropy(flat, targets.reshape(-1), reduction="none", label_smoothing=smoothing)
+    loss = loss.view_as(targets)
+    ce = loss if smoothing == 0 else _cross_entropy(flat, targets)
     if config.loss == "rank":
-        ranking = plackett_luce(logits, teacher.ranks, teacher.partitions, teacher.mask)
-        # With the ground truth first, its term is the cross-entropy: keep the rest.
-        after_truth = ranking - ce if teacher.gt_first else ranking
-        return ce + config.weight * after_truth, ce
-    kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
-    return (1 - config.weight) * ce + config.weight * kl, ce
+        ranking = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask).sum(-1)
+        return ce + config.weight * ranking, ce
+    if config.loss == "kl":
+        kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
+        return (1 - config.weight) * ce + config.weight * kl, ce
+    return loss, ce
+
+
+def _cross_entropy(flat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Plain cross-entropy, reported next to a smoothed loss (no gradient needed)."""
+    with torch.no_grad():
+        return F.cross_entropy(flat, targets.reshape(-1), reduction="none").view_as(targets)
 
 
 # ---- evaluation -------------------------------------------------------------------------
