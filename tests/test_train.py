@@ -191,3 +191,22 @@ def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ngteach: error:") and mentions in lines[0], result.stderr
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each reads half the columns and gradients are
+    averaged, so without dropout it must follow the one-process run with both halves."""
+    common = ["--size", "tiny", "--window", "20", "--epochs", "2", "--dropout", "0", "--dropout-embedding", "0",
+              "--model", str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"), "--loss", "rank",
+              "--test", str(teacher / "test.txt")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "ngram_teacher", "distill", *common, "--batch-size", "8",
+                    "--out", str(tmp_path / "one")], check=True, capture_output=True, env=env)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "ngram_teacher", "distill", *common, "--batch-size", "4", "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = json.loads((tmp_path / "one/summary.json").read_text())
+    two = json.loads((tmp_path / "two/summary.json").read_text())
+    assert two["test_ppl"] == pytest.approx(one["test_ppl"], rel=1e-4)
+    assert two["train_tokens"] == one["train_tokens"]
