@@ -23,7 +23,7 @@ def distill(
     size: str = typer.Option("small", help="tiny, small, medium or large."),
     loss: str = typer.Option("ce", help="ce, ls (label smoothing), rank (Plackett-Luce) or kl."),
     weight: Optional[float] = typer.Option(None, help="Weight of the teacher term (default per loss)."),
-    partition: str = typer.Option("order", help="Rank partitions: order (backoff order), strict or none."),
+    partition: str = typer.Option("order", help="Rank partitions: order (backoff order), count (order and count; needs rank --scores), strict or none."),
     k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
     min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
     model: str = typer.Option("ngteach-model", "--model", "-m", help="The teacher's model directory."),

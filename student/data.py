@@ -23,8 +23,8 @@ from torch import Tensor
 from corpora import NgteachError
 from ngram_teacher import RankFile
 
-GT_PARTITION = 1 << 10  # larger than any backoff order: the ground truth's own partition
-PARTITION_MODES = ("order", "strict", "none")
+GT_PARTITION = -1  # no order or count gives it: the ground truth's own partition
+PARTITION_MODES = ("order", "count", "strict", "none")
 
 
 @dataclass
@@ -78,9 +78,11 @@ class TeacherReader:
 
     ``k`` keeps the first k entries; ``min_order`` drops entries that the backoff found
     below that order (their order is stored, so no new ranks file is needed);
-    ``partition``: ``order`` groups entries by backoff order, ``strict`` makes each its own
-    partition, ``none`` puts all teacher entries in one. The ground truth, when the file
-    puts it first, is always a partition of its own.
+    ``partition``: ``order`` groups entries by backoff order, ``count`` only those of one
+    order with the same count (ties are equally preferred; needs a file made with
+    ``--scores``), ``strict`` makes each its own partition, ``none`` puts all teacher
+    entries in one. The ground truth, when the file puts it first, is always a partition
+    of its own.
     """
 
     def __init__(self, ranks: RankFile, k: int | None = None, min_order: int = 1, partition: str = "order"):
@@ -95,6 +97,9 @@ class TeacherReader:
         self.gt_first = bool(ranks.header["gt_first"])
         scores = ranks.header["scores"]
         self.has_logprobs = scores is not None and scores.get("kind") == "logprob"
+        if partition == "count" and (scores is None or scores.get("kind") != "count"):
+            raise NgteachError(f"{ranks.path}: --partition count needs the counts in the ranks file "
+                               "(make it with ngteach rank --scores)")
 
     def rows(self, positions: Tensor) -> TeacherRows:
         flat = positions.reshape(-1).numpy()
@@ -109,11 +114,15 @@ class TeacherReader:
         if self.has_logprobs:
             logprobs = torch.from_numpy(np.asarray(self.file.scores[flat, : self.k], dtype=np.float32))
             logprobs = logprobs.reshape(shape)
-        partitions = None if self.partition == "strict" else self._partitions(orders).reshape(shape)
+        partitions = None if self.partition == "strict" else self._partitions(orders, flat).reshape(shape)
         return TeacherRows(ids.reshape(shape), partitions, mask.reshape(shape), logprobs, self.gt_first)
 
-    def _partitions(self, orders: Tensor) -> Tensor:
-        parts = orders.clone() if self.partition == "order" else torch.ones_like(orders)
+    def _partitions(self, orders: Tensor, flat: np.ndarray) -> Tensor:
+        if self.partition == "count":  # runs of one (order, count): orders fit in 8 bits
+            counts = torch.from_numpy(np.asarray(self.file.scores[flat, : self.k]).astype(np.int64))
+            parts = counts * 256 + orders
+        else:
+            parts = orders.clone() if self.partition == "order" else torch.ones_like(orders)
         if self.gt_first:
             parts[:, 0] = GT_PARTITION
         return parts

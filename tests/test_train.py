@@ -210,3 +210,20 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher,
     two = json.loads((tmp_path / "two/summary.json").read_text())
     assert two["test_ppl"] == pytest.approx(one["test_ppl"], rel=1e-4)
     assert two["train_tokens"] == one["train_tokens"]
+
+
+def test_count_partitions_group_ties_of_one_order(teacher, tmp_path):
+    model = NgramModel(teacher / "ngteach-model")
+    write_ranks(model, model.tokens(), tmp_path / "scored.bin", 8, with_scores=True)
+    ranks = RankFile(tmp_path / "scored.bin")
+    positions = torch.arange(200, 260).view(3, 20)
+    parts = TeacherReader(ranks, partition="count").rows(positions).partitions
+    orders = np.asarray(ranks.orders[200:260]).reshape(3, 20, 8).astype(np.int64)
+    counts = np.asarray(ranks.scores[200:260]).reshape(3, 20, 8).astype(np.int64)
+    # two neighbours share a partition exactly when both their order and count agree
+    same = parts[..., 2:] == parts[..., 1:-1]
+    expected = (orders[..., 2:] == orders[..., 1:-1]) & (counts[..., 2:] == counts[..., 1:-1])
+    assert torch.equal(same, torch.from_numpy(expected))
+    assert (parts[..., 0] == GT_PARTITION).all() and (parts[..., 1] != GT_PARTITION).all()
+    with pytest.raises(NgteachError, match="--scores"):
+        TeacherReader(RankFile(teacher / "ranks.bin"), partition="count")
