@@ -24,6 +24,7 @@ import math
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -261,17 +262,48 @@ def _write_json(path: Path, value: dict) -> None:
 
 # ---- training ---------------------------------------------------------------------------
 
-def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+NONMONO = 5  # NT-ASGD starts averaging when validation is worse than 5 epochs ago
+
+
+def make_optimizer(config: RunConfig, model: nn.Module, averaging: bool = False) -> torch.optim.Optimizer:
+    """AdamW, SGD, or NT-ASGD as in AWD-LSTM: SGD until ``averaging`` starts, then averaged
+    SGD, whose running average of the weights is what gets evaluated and saved as best."""
     if config.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
+    if config.optimizer == "sgd" or not averaging:
         return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.ASGD(model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay)
 
 
+def starts_averaging(config: RunConfig, state: dict) -> bool:
+    """AWD-LSTM's non-monotone trigger: worse than the best of all but the last NONMONO epochs."""
+    history = state["history"]
+    return (config.optimizer == "asgd" and not state["averaging"] and len(history) > NONMONO
+            and history[-1] > min(history[:-NONMONO]))
+
+
+@contextmanager
+def averaged_weights(model: nn.Module, optimizer: torch.optim.Optimizer):
+    """Evaluate (and save as best) the averaged weights of averaged SGD; others unchanged."""
+    averages = [(p, optimizer.state[p]["ax"]) for p in model.parameters()
+                if isinstance(optimizer, torch.optim.ASGD) and "ax" in optimizer.state[p]]
+    saved = [p.detach().clone() for p, _ in averages]
+    with torch.no_grad():
+        for p, average in averages:
+            p.copy_(average)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for (p, _), weights in zip(averages, saved):
+                p.copy_(weights)
+
+
 def schedule_lr(config: RunConfig, optimizer: torch.optim.Optimizer, epoch: int, improved: bool) -> None:
     """After each epoch: ``plateau`` divides the rate by 4 when validation did not improve,
-    ``cosine`` follows a cosine from lr to 0 over ``epochs``."""
+    ``cosine`` follows a cosine from lr to 0 over ``epochs``; NT-ASGD keeps its rate."""
+    if config.optimizer == "asgd":
+        return
     for group in optimizer.param_groups:
         if config.schedule == "plateau" and not improved:
             group["lr"] /= 4
@@ -300,20 +332,22 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         log(note)
     device = distributed.device
     model = build_student(config.student, data.vocab_size).to(device)
-    optimizer = make_optimizer(config, model)
-    state = {"epoch": 0, "step": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "wall_s": 0.0, "train_s": 0.0}
+    state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
+             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False}
     if resume:
         checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
         state = checkpoint["state"]
+        optimizer = make_optimizer(config, model, state["averaging"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
         _restore_rng(checkpoint["rng"])
         log(f"resuming {out} after epoch {state['epoch']}")
-    elif distributed.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.json")
-        (out / "metrics.jsonl").write_text("")
+    else:
+        optimizer = make_optimizer(config, model)
+        if distributed.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            config.save(out / "config.json")
+            (out / "metrics.jsonl").write_text("")
     wrapped = distributed.wrap(model)
     log(f"{config.student.kind} student, {count_parameters(model):,} parameters, loss {config.loss}"
         f"{f' (weight {config.weight})' if config.loss != 'ce' else ''}, on {device}")
@@ -326,9 +360,12 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
                                                      device, progress)
         state["train_s"] += time.perf_counter() - t0
         state["tokens"] += tokens
-        valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
-                                            config.student.window, device))
+        with averaged_weights(model, optimizer):
+            valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
+                                                config.student.window, device))
+            best_weights = {k: v.clone() for k, v in model.state_dict().items()}
         improved = valid_nll < state["best_valid"]
+        state["history"].append(valid_nll)
         state.update(epoch=epoch, wall_s=time.perf_counter() - started)
         if improved:
             state.update(best_valid=valid_nll, best_epoch=epoch, bad_epochs=0)
@@ -339,13 +376,17 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
                    "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / (time.perf_counter() - t0),
                    "wall_s": state["wall_s"]}
         schedule_lr(config, optimizer, epoch, improved)
+        if starts_averaging(config, state):
+            state["averaging"] = True
+            optimizer = make_optimizer(config, model, averaging=True)
+            log(f"epoch {epoch}: validation stalled, switching to averaged SGD")
         if distributed.is_main:
             with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
             checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                           "rng": _rng_state(), "config": asdict(config)}
             if improved:
-                save_checkpoint(out / "checkpoints" / "best.pt", checkpoint)
+                save_checkpoint(out / "checkpoints" / "best.pt", {**checkpoint, "model": best_weights})
             save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
         log(f"epoch {epoch}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}"
             f"{' (best)' if improved else ''}, {metrics['tokens_per_s']:,.0f} tokens/s")

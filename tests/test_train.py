@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -227,3 +228,42 @@ def test_count_partitions_group_ties_of_one_order(teacher, tmp_path):
     assert (parts[..., 0] == GT_PARTITION).all() and (parts[..., 1] != GT_PARTITION).all()
     with pytest.raises(NgteachError, match="--scores"):
         TeacherReader(RankFile(teacher / "ranks.bin"), partition="count")
+
+
+def test_nt_asgd_trigger_and_averaged_weights():
+    from student.train import NONMONO, averaged_weights, make_optimizer, starts_averaging
+
+    config = RunConfig(optimizer="asgd", lr=0.05)
+    state = {"averaging": False, "history": [5.0, 4.0] + [3.0] * (NONMONO - 1)}
+    assert not starts_averaging(config, state)  # still improving on NONMONO epochs ago
+    state["history"].append(4.5)  # worse than the best before the last NONMONO epochs
+    assert starts_averaging(config, state)
+    assert not starts_averaging(replace(config, optimizer="sgd"), state)
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    sgd = make_optimizer(config, model)
+    assert isinstance(sgd, torch.optim.SGD)
+    optimizer = make_optimizer(config, model, averaging=True)
+    snapshots = []
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(torch.randn(5, 3)).pow(2).sum().backward()
+        optimizer.step()
+        snapshots.append(model.weight.detach().clone())
+    raw = model.weight.detach().clone()
+    average = optimizer.state[model.weight]["ax"].clone()  # torch's running average of the iterates
+    assert not torch.equal(average, raw)
+    # it lies within the range of the iterates it averages
+    assert (average <= torch.stack(snapshots).amax(0) + 1e-6).all()
+    assert (average >= torch.stack(snapshots).amin(0) - 1e-6).all()
+    with averaged_weights(model, optimizer):
+        assert torch.equal(model.weight.detach(), average)
+    assert torch.equal(model.weight.detach(), raw)
+    with averaged_weights(model, sgd):  # nothing to average: weights untouched
+        assert torch.equal(model.weight.detach(), raw)
+
+
+def test_asgd_run_smoke(teacher, tmp_path):
+    summary = run(tiny_config(teacher, tmp_path / "a", optimizer="asgd", lr=5.0, epochs=2), log=lambda m: None)
+    assert math.isfinite(summary["test_ppl"])
