@@ -322,7 +322,6 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
     """Train (or continue) the run in ``config.out``; return its summary."""
     check_config(config)
-    out = Path(config.out)
     distributed = _Distributed()
     torch.manual_seed(config.seed + distributed.rank)
     np.random.seed(config.seed)
@@ -332,22 +331,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         log(note)
     device = distributed.device
     model = build_student(config.student, data.vocab_size).to(device)
-    state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False}
-    if resume:
-        checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
-        model.load_state_dict(checkpoint["model"])
-        state = checkpoint["state"]
-        optimizer = make_optimizer(config, model, state["averaging"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        _restore_rng(checkpoint["rng"])
-        log(f"resuming {out} after epoch {state['epoch']}")
-    else:
-        optimizer = make_optimizer(config, model)
-        if distributed.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out / "config.json")
-            (out / "metrics.jsonl").write_text("")
+    optimizer, state = _open_run(config, model, resume, distributed.is_main, log)
     wrapped = distributed.wrap(model)
     log(f"{config.student.kind} student, {count_parameters(model):,} parameters, loss {config.loss}"
         f"{f' (weight {config.weight})' if config.loss != 'ce' else ''}, on {device}")
@@ -358,22 +342,22 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         t0 = time.perf_counter()
         train_loss, train_ce, tokens = _train_epoch(config, data, wrapped, optimizer, epoch, distributed,
                                                      device, progress)
-        state["train_s"] += time.perf_counter() - t0
-        state["tokens"] += tokens
+        train_seconds = time.perf_counter() - t0
         with averaged_weights(model, optimizer):
             valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
                                                 config.student.window, device))
-            best_weights = {k: v.clone() for k, v in model.state_dict().items()}
+            weights = {k: v.clone() for k, v in model.state_dict().items()}
         improved = valid_nll < state["best_valid"]
         state["history"].append(valid_nll)
-        state.update(epoch=epoch, wall_s=time.perf_counter() - started)
+        state.update(epoch=epoch, tokens=state["tokens"] + tokens, train_s=state["train_s"] + train_seconds,
+                     wall_s=time.perf_counter() - started)
         if improved:
             state.update(best_valid=valid_nll, best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         metrics = {"epoch": epoch, "tokens": state["tokens"], "train_loss": train_loss,
                    "train_ppl": perplexity(train_ce), "valid_ppl": perplexity(valid_nll),
-                   "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / (time.perf_counter() - t0),
+                   "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / train_seconds,
                    "wall_s": state["wall_s"]}
         schedule_lr(config, optimizer, epoch, improved)
         if starts_averaging(config, state):
@@ -381,13 +365,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
             optimizer = make_optimizer(config, model, averaging=True)
             log(f"epoch {epoch}: validation stalled, switching to averaged SGD")
         if distributed.is_main:
-            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
-            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                          "rng": _rng_state(), "config": asdict(config)}
-            if improved:
-                save_checkpoint(out / "checkpoints" / "best.pt", {**checkpoint, "model": best_weights})
-            save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
+            _record_epoch(config, metrics, model, optimizer, state, weights if improved else None)
         log(f"epoch {epoch}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}"
             f"{' (best)' if improved else ''}, {metrics['tokens_per_s']:,.0f} tokens/s")
         if state["bad_epochs"] >= config.patience:
@@ -395,6 +373,41 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
     summary = _finish(config, data, model, state, device, distributed)
     distributed.close()
     return summary
+
+
+def _open_run(config: RunConfig, model: nn.Module, resume: bool, is_main: bool, log) -> tuple:
+    """(optimizer, state): fresh, or where the last checkpoint of ``config.out`` left off."""
+    out = Path(config.out)
+    if resume:
+        checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
+        model.load_state_dict(checkpoint["model"])
+        state = checkpoint["state"]
+        optimizer = make_optimizer(config, model, state["averaging"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        _restore_rng(checkpoint["rng"])
+        log(f"resuming {out} after epoch {state['epoch']}")
+        return optimizer, state
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.json")
+        (out / "metrics.jsonl").write_text("")
+    state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
+             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False}
+    return make_optimizer(config, model), state
+
+
+def _record_epoch(config: RunConfig, metrics: dict, model: nn.Module, optimizer, state: dict,
+                  best_weights: dict | None) -> None:
+    """Append the epoch's metrics; save last.pt, and best.pt when ``best_weights`` are given
+    (the evaluated weights: NT-ASGD's averages)."""
+    out = Path(config.out)
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(metrics) + "\n")
+    checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                  "rng": _rng_state(), "config": asdict(config)}
+    if best_weights is not None:
+        save_checkpoint(out / "checkpoints" / "best.pt", {**checkpoint, "model": best_weights})
+    save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
 
 
 def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress):
