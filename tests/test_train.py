@@ -267,3 +267,19 @@ def test_nt_asgd_trigger_and_averaged_weights():
 def test_asgd_run_smoke(teacher, tmp_path):
     summary = run(tiny_config(teacher, tmp_path / "a", optimizer="asgd", lr=5.0, epochs=2), log=lambda m: None)
     assert math.isfinite(summary["test_ppl"])
+
+
+def test_eval_and_compare_commands(teacher, tmp_path):
+    first = run(tiny_config(teacher, tmp_path / "ce"), log=lambda m: None)
+    run(tiny_config(teacher, tmp_path / "rank", loss="rank", weight=0.5), log=lambda m: None)
+    evaluated = subprocess.run([*COMMAND, "eval", str(tmp_path / "ce"), str(teacher / "test.txt")],
+                               capture_output=True, text=True, check=True)
+    assert f"perplexity {first['test_ppl']:.2f} over {first['test_tokens']:,} tokens" in evaluated.stdout
+    compared = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "rank"), "--resamples",
+                               "1000"], capture_output=True, text=True, check=True)
+    lines = compared.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["perplexity", "difference", "p-value", "verdict"]
+    assert f"{first['test_ppl']:.2f}" in lines[0]
+    missing = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "nothing")],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and missing.stderr.startswith("ngteach: error:")
