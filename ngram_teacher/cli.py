@@ -24,7 +24,7 @@ from .rank import continuations, write_ranks
 from .rankfile import RankFile
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Turn a text corpus into an N-gram teacher and rank every position of it.")
+                  help="Turn a text corpus into an N-gram teacher, and train language models from its ranks.")
 
 DEFAULT_MODEL = Path("ngteach-model")
 ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model directory made by 'ngteach build'.")
@@ -43,7 +43,7 @@ def _version(show: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
-    """Turn a text corpus into an N-gram teacher and rank every position of it."""
+    """Turn a text corpus into an N-gram teacher, and train language models from its ranks."""
 
 
 def _resolve_corpus(spec: str, data_dir: Optional[Path]) -> Path:
