@@ -19,7 +19,7 @@ from corpora import NgteachError, WordTokenizer, check_corpus
 from student import cli as student_cli
 
 from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
-from .progress import progress_bars
+from .progress import progress_bars, say
 from .rank import continuations, write_ranks
 from .rankfile import RankFile
 
@@ -28,10 +28,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 DEFAULT_MODEL = Path("ngteach-model")
 ModelOption = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model directory made by 'ngteach build'.")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def _version(show: bool) -> None:

@@ -1,4 +1,5 @@
-"""Progress bars on stderr: a bar with rate and ETA on a terminal, silence when piped.
+"""Progress bars and messages on stderr (standard output is for data): a bar with rate and
+ETA on a terminal, silence when piped.
 
 One display holds all the bars of a command (a terminal shows one live display at a
 time)::
@@ -17,6 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 Advance = Callable[[int], None]
+
+
+def say(message: str) -> None:
+    """A line for the person at the terminal."""
+    print(message, file=sys.stderr)
 
 
 def _amount(n: float, unit: str) -> str:

@@ -5,17 +5,13 @@ when one of these commands runs, so the teacher's commands start fast.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from corpora import NgteachError
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr)
+from ngram_teacher.progress import say
 
 
 def distill(

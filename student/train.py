@@ -18,7 +18,6 @@ log-probabilities. Evaluation is always full-softmax cross-entropy on every toke
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from torch import nn
 
 from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile
+from ngram_teacher.model import tokens_sha256
 from ngram_teacher.tempfiles import temp_file
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
@@ -460,7 +460,7 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
     if data.test is not None:
         logprobs = token_logprobs(model, data.test, data.eos, config.eval_columns, config.student.window, device)
         summary.update(test_ppl=perplexity(mean_nll(logprobs)), test_tokens=len(logprobs), test_text=config.test,
-                       test_tokens_sha256=hashlib.sha256(data.test.numpy().astype("<u4").tobytes()).hexdigest())
+                       test_tokens_sha256=tokens_sha256(data.test.numpy()))
         if distributed.is_main:
             np.save(out / "test_logprobs.npy", logprobs)
             line_starts = np.flatnonzero(data.test.numpy() == data.eos) + 1
