@@ -26,7 +26,7 @@ import numpy as np
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
-from .kernels import MAX_ORDER
+from .kernels import MAX_ORDER, NONE
 from .tempfiles import temp_dir
 
 MODEL_FORMAT = "ngteach-model"
@@ -61,8 +61,8 @@ class CountTables:
 
     @cached_property
     def unigram_ids(self) -> np.ndarray:
-        """Order-1 id of every word (``0xFFFFFFFF`` for words never seen), for the kernels."""
-        ids = np.full(self.vocab_size, 0xFFFFFFFF, np.uint32)
+        """Order-1 id of every word (``NONE`` for words never seen), for the kernels."""
+        ids = np.full(self.vocab_size, NONE, np.uint32)
         ids[self.orders[0].words] = np.arange(len(self.orders[0]), dtype=np.uint32)
         return ids
 
