@@ -43,6 +43,7 @@ def distill(
     max_tokens: Optional[int] = typer.Option(None, help="Stop after this many training tokens."),
     max_time: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     patience: int = typer.Option(3, help="Epochs without a better validation perplexity before stopping."),
+    checkpoint_every: int = typer.Option(200, help="Batches between mid-epoch checkpoints (0: epoch ends only)."),
     seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
@@ -60,7 +61,7 @@ def distill(
             k=k, partition=partition, min_order=min_order, optimizer=optimizer,
             lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
             batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
-            patience=patience, seed=seed,
+            patience=patience, checkpoint_every=checkpoint_every, seed=seed,
             student=student_config(student, size, layers=layers, width=width, embedding=embedding,
                                    window=window, dropout=dropout, dropout_embedding=dropout_embedding,
                                    tie_weights=tie_weights),

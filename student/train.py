@@ -75,6 +75,7 @@ class RunConfig:
     max_tokens: int | None = None  # stop after this many training tokens
     max_time: float | None = None  # or after this many seconds
     patience: int = 3  # epochs without a better validation perplexity before stopping
+    checkpoint_every: int = 200  # batches between mid-epoch checkpoints (0: only at epoch ends)
     eval_columns: int = 10
     seed: int = 0
     out: str = ""
@@ -103,6 +104,8 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--weight {config.weight} is out of range for --loss {config.loss}")
     if not 0 < config.valid_fraction < 1:
         raise NgteachError(f"--valid-fraction must be between 0 and 1, not {config.valid_fraction}")
+    if config.checkpoint_every < 0:
+        raise NgteachError(f"--checkpoint-every must be 0 or more, not {config.checkpoint_every}")
     for name in ("batch_size", "epochs", "eval_columns", "min_order"):
         if getattr(config, name) < 1:
             raise NgteachError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
@@ -339,10 +342,14 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
     while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
            and not _out_of_budget(config, state)):
         epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        train_loss, train_ce, tokens = _train_epoch(config, data, wrapped, optimizer, epoch, distributed,
-                                                     device, progress)
-        train_seconds = time.perf_counter() - t0
+        # Mid-epoch checkpoints hold one process's LSTM state, so only a single process saves them.
+        mid_epoch = ((lambda: _record_epoch(config, None, model, optimizer, state, None))
+                     if distributed.world == 1 else None)
+        partial = _train_epoch(config, data, wrapped, optimizer, epoch, distributed, device, progress,
+                               state["partial"], mid_epoch)
+        state["partial"] = _fresh_epoch()
+        tokens, train_seconds = partial["tokens"], partial["seconds"]
+        train_loss, train_ce = partial["loss_sum"] / partial["tokens"], partial["ce_sum"] / partial["tokens"]
         with averaged_weights(model, optimizer):
             valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
                                                 config.student.window, device))
@@ -385,24 +392,26 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, is_main: bool, 
         optimizer = make_optimizer(config, model, state["averaging"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         _restore_rng(checkpoint["rng"])
-        log(f"resuming {out} after epoch {state['epoch']}")
+        within = f", batch {state['partial']['batch']}" if state["partial"]["batch"] else ""
+        log(f"resuming {out} after epoch {state['epoch']}{within}")
         return optimizer, state
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
         (out / "metrics.jsonl").write_text("")
     state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False}
+             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False, "partial": _fresh_epoch()}
     return make_optimizer(config, model), state
 
 
-def _record_epoch(config: RunConfig, metrics: dict, model: nn.Module, optimizer, state: dict,
+def _record_epoch(config: RunConfig, metrics: dict | None, model: nn.Module, optimizer, state: dict,
                   best_weights: dict | None) -> None:
-    """Append the epoch's metrics; save last.pt, and best.pt when ``best_weights`` are given
-    (the evaluated weights: NT-ASGD's averages)."""
+    """Append the epoch's metrics (None mid-epoch); save last.pt, and best.pt when
+    ``best_weights`` are given (the evaluated weights: NT-ASGD's averages)."""
     out = Path(config.out)
-    with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(metrics) + "\n")
+    if metrics is not None:
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
     checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                   "rng": _rng_state(), "config": asdict(config)}
     if best_weights is not None:
@@ -410,29 +419,43 @@ def _record_epoch(config: RunConfig, metrics: dict, model: nn.Module, optimizer,
     save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
 
 
-def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress):
+def _fresh_epoch() -> dict:
+    """Where an unfinished epoch stands: saved in mid-epoch checkpoints, so that a resumed
+    run goes on from the batch after the last one saved, with the LSTM state of then."""
+    return {"batch": 0, "loss_sum": 0.0, "ce_sum": 0.0, "tokens": 0, "seconds": 0.0, "hidden": None}
+
+
+def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress, partial: dict,
+                 checkpoint: Callable[[], None] | None) -> dict:
+    """Train on the epoch's batches from ``partial["batch"]`` on; update and return ``partial``.
+    ``checkpoint()`` is called every ``config.checkpoint_every`` batches."""
     model.train()
-    total = ce_total = 0.0
-    tokens = 0
-    state = None
     batches = list(train_batches(config, data, epoch, distributed.rank, distributed.world))
     advance = progress(f"epoch {epoch}", len(batches)) if progress and distributed.is_main else None
-    for batch in batches:
+    if advance:
+        advance(partial["batch"])
+    hidden = None if partial["hidden"] is None else tuple(h.to(device) for h in partial["hidden"])
+    started = time.perf_counter() - partial["seconds"]
+    for index in range(partial["batch"], len(batches)):
+        batch = batches[index]
         teacher = data.teacher.rows(batch.positions) if data.teacher is not None else None
         with distributed.autocast():
-            logits, state = model(batch.inputs.to(device), state)
+            logits, hidden = model(batch.inputs.to(device), hidden)
         loss, ce = objective(config, logits, batch.targets.to(device), _to(teacher, device))
         optimizer.zero_grad(set_to_none=True)
         loss.mean().backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
-        state = detach_state(state)
-        total += float(loss.detach().sum())
-        ce_total += float(ce.detach().sum())
-        tokens += batch.targets.numel()
+        hidden = detach_state(hidden)
+        partial.update(batch=index + 1, loss_sum=partial["loss_sum"] + float(loss.detach().sum()),
+                       ce_sum=partial["ce_sum"] + float(ce.detach().sum()),
+                       tokens=partial["tokens"] + batch.targets.numel() * distributed.world,
+                       seconds=time.perf_counter() - started, hidden=hidden)
+        if checkpoint and config.checkpoint_every and (index + 1) % config.checkpoint_every == 0:
+            checkpoint()
         if advance:
             advance(1)
-    return total / tokens, ce_total / tokens, tokens * distributed.world
+    return partial
 
 
 def _to(teacher: TeacherRows | None, device: torch.device) -> TeacherRows | None:

@@ -145,10 +145,11 @@ def test_run_directory_contents(teacher, tmp_path):
     assert summary["test_ppl"] < len(NgramModel(teacher / "ngteach-model").vocab)  # it learned something
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path):
+@pytest.mark.parametrize("every", ["0", "7"])  # killed after an epoch / in the middle of one
+def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, every):
     args = ["distill", "--size", "tiny", "--window", "20", "--batch-size", "8", "--epochs", "4", "--patience", "9",
             "--loss", "rank", "--model", str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"),
-            "--test", str(teacher / "test.txt")]
+            "--test", str(teacher / "test.txt"), "--checkpoint-every", every]
     subprocess.run([*COMMAND, *args, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
     victim = subprocess.Popen([*COMMAND, *args, "--out", str(tmp_path / "cut")], stderr=subprocess.DEVNULL)
     last = tmp_path / "cut/checkpoints/last.pt"
@@ -160,6 +161,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path):
     assert not (tmp_path / "cut/summary.json").exists(), "the run finished before it could be killed"
     resumed = subprocess.run([*COMMAND, "distill", "--resume", str(tmp_path / "cut")], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
+    resuming = next(line for line in resumed.stderr.splitlines() if line.startswith("resuming"))
+    assert ("batch" in resuming) == (every != "0")  # "resuming ... after epoch 1, batch 7"
     whole = json.loads((tmp_path / "whole/summary.json").read_text())
     cut = json.loads((tmp_path / "cut/summary.json").read_text())
     assert cut["test_ppl"] == whole["test_ppl"] and cut["valid_ppl"] == whole["valid_ppl"]
