@@ -31,6 +31,7 @@ def distill(
     width: Optional[int] = typer.Option(None, help="Override the hidden size / model dimension."),
     embedding: Optional[int] = typer.Option(None, help="Override the LSTM embedding size."),
     window: Optional[int] = typer.Option(None, help="BPTT length (LSTM) or context window (transformer)."),
+    memory: Optional[int] = typer.Option(None, help="Transformer-XL-like memory of the previous segment."),
     dropout: Optional[float] = typer.Option(None, help="Override the output dropout."),
     dropout_embedding: Optional[float] = typer.Option(None, help="Override the embedding dropout."),
     tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights"),
@@ -63,7 +64,7 @@ def distill(
             batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
             patience=patience, checkpoint_every=checkpoint_every, seed=seed,
             student=student_config(student, size, layers=layers, width=width, embedding=embedding,
-                                   window=window, dropout=dropout, dropout_embedding=dropout_embedding,
+                                   window=window, memory=memory, dropout=dropout, dropout_embedding=dropout_embedding,
                                    tie_weights=tie_weights),
         )
         config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")

@@ -40,8 +40,8 @@ from ngram_teacher.tempfiles import temp_file
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
-from .model import (StudentConfig, build_student, config_from_dict, count_parameters, detach_state,
-                    perplexity)
+from .model import (StudentConfig, build_student, carries_state, config_from_dict, count_parameters,
+                    detach_state, perplexity)
 
 LOSSES = ("ce", "ls", "rank", "kl")
 DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.1, "kl": 0.5}
@@ -198,15 +198,12 @@ def token_logprobs(model: nn.Module, stream: torch.Tensor, before: int, columns:
     """log p(token) for every token of ``stream``, full softmax, in order.
 
     The token ``before`` (``<eos>`` for a text of its own) is put before the text so its
-    first token is predicted too. The LSTM
-    reads ``columns`` parts side by side (each starting afresh); the Transformer reads
-    windows of ``length``.
+    first token is predicted too. The text is read as ``columns`` parts, each in pieces of
+    ``length`` tokens with the state (LSTM, Transformer memory) carried from piece to piece.
     """
     model.eval()
     padded = torch.cat([torch.tensor([before]), stream])
     out = torch.empty(len(stream), dtype=torch.float32)
-    if model.config.kind == "transformer":
-        columns = 1
     per_column = -(-len(stream) // columns)
     for c in range(columns):
         lo, hi = c * per_column, min((c + 1) * per_column, len(stream))
@@ -316,7 +313,7 @@ def schedule_lr(config: RunConfig, optimizer: torch.optim.Optimizer, epoch: int,
 
 def train_batches(config: RunConfig, data: RunData, epoch: int, rank: int, world: int):
     student = config.student
-    if student.kind == "lstm":
+    if carries_state(student):
         return bptt_batches(data.train, config.batch_size * world, student.window, rank, world)
     return window_batches(data.train, config.batch_size, student.window, config.seed, epoch, rank, world)
 

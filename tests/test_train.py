@@ -286,3 +286,11 @@ def test_eval_and_compare_commands(teacher, tmp_path):
     missing = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "nothing")],
                              capture_output=True, text=True)
     assert missing.returncode != 0 and missing.stderr.startswith("ngteach: error:")
+
+
+@pytest.mark.parametrize("memory", [0, 16])
+def test_transformer_runs(teacher, tmp_path, memory):
+    config = tiny_config(teacher, tmp_path / "t", loss="rank", epochs=1,
+                         student=student_config("transformer", "tiny", window=16, memory=memory))
+    summary = run(config, log=lambda m: None)
+    assert math.isfinite(summary["test_ppl"]) and summary["test_ppl"] < 2 * summary["parameters"]
