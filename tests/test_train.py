@@ -293,4 +293,5 @@ def test_transformer_runs(teacher, tmp_path, memory):
     config = tiny_config(teacher, tmp_path / "t", loss="rank", epochs=1,
                          student=student_config("transformer", "tiny", window=16, memory=memory))
     summary = run(config, log=lambda m: None)
-    assert math.isfinite(summary["test_ppl"]) and summary["test_ppl"] < 2 * summary["parameters"]
+    uniform = len(NgramModel(teacher / "ngteach-model").vocab)
+    assert math.isfinite(summary["test_ppl"]) and summary["test_ppl"] < uniform / 2  # it learned something
