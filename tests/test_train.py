@@ -295,3 +295,25 @@ def test_transformer_runs(teacher, tmp_path, memory):
     summary = run(config, log=lambda m: None)
     uniform = len(NgramModel(teacher / "ngteach-model").vocab)
     assert math.isfinite(summary["test_ppl"]) and summary["test_ppl"] < uniform / 2  # it learned something
+
+
+def test_kl_from_teacher_logprobs(teacher, tmp_path):
+    """A ranks file with log-probabilities (here each row's counts normalised: a stand-in for
+    a probabilistic teacher) drives --loss kl end to end."""
+    from ngram_teacher import RankFileWriter
+
+    model = NgramModel(teacher / "ngteach-model")
+    write_ranks(model, model.tokens(), tmp_path / "counts.bin", 8, gt_first=False, with_scores=True)
+    counted = RankFile(tmp_path / "counts.bin")
+    header = {**counted.header, "scores": {"kind": "logprob", "dtype": "<f4"}}
+    header.pop("_data_offset")
+    counts = np.asarray(counted.scores, dtype=np.float64)
+    with RankFileWriter(header, tmp_path) as writer:
+        writer.arrays["ids"][:] = counted.ids
+        writer.arrays["orders"][:] = counted.orders
+        with np.errstate(divide="ignore"):
+            writer.arrays["scores"][:] = np.log(0.9 * counts / counts.sum(1, keepdims=True))
+        writer.publish(tmp_path / "logprobs.bin")
+    summary = run(tiny_config(teacher, tmp_path / "kl", loss="kl", weight=0.5, ranks=str(tmp_path / "logprobs.bin")),
+                  log=lambda m: None)
+    assert math.isfinite(summary["test_ppl"])
