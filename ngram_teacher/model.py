@@ -27,7 +27,7 @@ from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
 from .kernels import MAX_ORDER, NONE
-from .tempfiles import temp_dir
+from .files import read_json_object, temp_dir
 
 MODEL_FORMAT = "ngteach-model"
 MODEL_FORMAT_VERSION = 1
@@ -122,13 +122,8 @@ class NgramModel:
 def _read_meta(directory: Path) -> dict:
     if not directory.is_dir():
         raise NgteachError(f"{directory}: no model directory here (build one with 'ngteach build CORPUS')")
-    try:
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NgteachError(f"{directory}: not an ngteach model (no {META})") from None
-    except (OSError, ValueError) as e:
-        raise NgteachError(f"{directory}/{META}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+    meta = read_json_object(directory / META, f"{directory}: not an ngteach model (no {META})")
+    if meta.get("format") != MODEL_FORMAT:
         raise NgteachError(f"{directory}: not an ngteach model ({META} has no format '{MODEL_FORMAT}')")
     if meta.get("format_version") != MODEL_FORMAT_VERSION:
         raise NgteachError(f"{directory}: model format version {meta.get('format_version')} is not supported "

@@ -25,7 +25,7 @@ import numpy as np
 
 from corpora import NgteachError
 
-from .tempfiles import temp_file
+from .files import temp_file
 
 MAGIC = b"NGTRANKS"
 FORMAT_VERSION = 1

@@ -83,21 +83,10 @@ def distill(
 def evaluate(run: Path = typer.Argument(..., help="A run directory."),
              text: Path = typer.Argument(..., help="Text to evaluate on.")) -> None:
     """Print the perplexity of RUN's best checkpoint on TEXT."""
-    import torch
-
-    from ngram_teacher import NgramModel
-
     from . import train
-    from .model import build_student, perplexity
+    from .model import perplexity
 
-    config = train.RunConfig.load(run / "config.json")
-    checkpoint = train.load_checkpoint(run / "checkpoints" / "best.pt")
-    teacher = NgramModel(config.model_dir)
-    stream = train.encode_file(teacher, str(text))
-    model = build_student(config.student, len(teacher.vocab))
-    model.load_state_dict(checkpoint["model"])
-    logprobs = train.token_logprobs(model, stream, teacher.vocab.eos_id, config.eval_columns,
-                                    config.student.window, torch.device("cpu"))
+    logprobs = train.evaluate_run(run, text)
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
 
 

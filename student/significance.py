@@ -11,7 +11,6 @@ tokens. Both tests are seeded: the same inputs give the same numbers.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from corpora import NgteachError
+from ngram_teacher.files import read_json_object
 
 SUMMARY = "summary.json"
 LOGPROBS = "test_logprobs.npy"
@@ -78,14 +78,7 @@ def load_run_logprobs(run_dir: str | Path) -> tuple[np.ndarray, dict]:
 
 
 def _read_summary(run: Path) -> dict:
-    try:
-        summary = json.loads((run / SUMMARY).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NgteachError(f"{run}: not a finished run (no {SUMMARY})") from None
-    except (OSError, ValueError) as e:
-        raise NgteachError(f"{run}/{SUMMARY}: unreadable ({e})") from None
-    if not isinstance(summary, dict):
-        raise NgteachError(f"{run}/{SUMMARY}: not a JSON object")
+    summary = read_json_object(run / SUMMARY, f"{run}: not a finished run (no {SUMMARY})")
     missing = [key for key in SUMMARY_KEYS if summary.get(key) is None]
     if missing:
         raise NgteachError(f"{run}/{SUMMARY}: no test evaluation (no {', '.join(missing)})")

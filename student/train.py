@@ -36,7 +36,7 @@ from torch import nn
 from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import tokens_sha256
-from ngram_teacher.tempfiles import temp_file
+from ngram_teacher.files import read_json_object, temp_file, write_json
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
@@ -81,15 +81,15 @@ class RunConfig:
     out: str = ""
 
     def save(self, path: Path) -> None:
-        _write_json(path, asdict(self))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
+        values = read_json_object(path, f"{path.parent}: not a run directory (no {path.name})")
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
             values["student"] = config_from_dict(values["student"])
             return cls(**values)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise NgteachError(f"{path}: not a readable run configuration ({e})") from None
 
 
@@ -217,6 +217,17 @@ def token_logprobs(model: nn.Module, stream: torch.Tensor, before: int, columns:
     return out.numpy()
 
 
+def evaluate_run(run_dir: str | os.PathLike, text: str | os.PathLike) -> np.ndarray:
+    """Token log-probabilities of ``text`` under the best checkpoint of a run (on the CPU)."""
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir / "config.json")
+    teacher = NgramModel(config.model_dir)
+    model = build_student(config.student, len(teacher.vocab))
+    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
+    return token_logprobs(model, encode_file(teacher, str(text)), teacher.vocab.eos_id, config.eval_columns,
+                          config.student.window, torch.device("cpu"))
+
+
 def mean_nll(logprobs: np.ndarray) -> float:
     return float(-logprobs.astype(np.float64).mean())
 
@@ -252,12 +263,6 @@ def _restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = temp_file(path.parent, f".{path.name}.")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---- training ---------------------------------------------------------------------------
@@ -487,7 +492,7 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
             np.save(out / "test_lines.npy", np.concatenate([[0], line_starts[line_starts < len(logprobs)],
                                                             [len(logprobs)]]).astype(np.int64))
     if distributed.is_main:
-        _write_json(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
     return summary
 
 

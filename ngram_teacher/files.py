@@ -1,0 +1,60 @@
+"""Outputs that appear whole, and the JSON files of models and runs.
+
+Outputs are built in a temporary file or directory beside their target and renamed into
+place. ``tempfile`` creates those private (0600 / 0700); an output must instead get the
+permissions any new file of the user gets, so the umask is applied here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from corpora import NgteachError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(directory: str | os.PathLike | None, prefix: str) -> Path:
+    """A new empty file in ``directory`` (None: the system temp dir), mode 0666 & ~umask."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    return Path(name)
+
+
+def temp_dir(directory: str | os.PathLike, prefix: str) -> Path:
+    """A new empty directory in ``directory``, mode 0777 & ~umask."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=directory))
+    path.chmod(0o777 & ~_umask())
+    return path
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` as indented JSON, atomically."""
+    tmp = temp_file(path.parent, f".{path.name}.")
+    try:
+        tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_json_object(path: Path, absent: str) -> dict:
+    """The JSON object in ``path``; NgteachError(``absent``) if there is no such file, and a
+    one-line NgteachError naming the file if it is unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NgteachError(absent) from None
+    except (OSError, ValueError) as e:
+        raise NgteachError(f"{path}: unreadable ({e})") from None
+    if not isinstance(value, dict):
+        raise NgteachError(f"{path}: not a JSON object")
+    return value
