@@ -255,12 +255,23 @@ def load_checkpoint(path: Path) -> dict:
         raise NgteachError(f"{path}: unreadable checkpoint ({e})") from None
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+def _rng_state(distributed: "_Distributed") -> dict:
+    """Every process's torch generators (dropout differs per process) and the shared
+    numpy/python ones. Under torchrun all processes must call this together."""
+    local = {"cpu": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    processes = distributed.gather(local)
+    return {"processes": processes, "numpy": np.random.get_state(), "python": random.getstate()}
 
 
-def _restore_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+def _restore_rng(state: dict, distributed: "_Distributed") -> None:
+    if len(state["processes"]) != distributed.world:
+        raise NgteachError(f"the run was trained by {len(state['processes'])} process(es); "
+                           f"resume it with the same number, not {distributed.world}")
+    mine = state["processes"][distributed.rank]
+    torch.set_rng_state(mine["cpu"])
+    if mine["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(mine["cuda"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
 
@@ -336,7 +347,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         log(note)
     device = distributed.device
     model = build_student(config.student, data.vocab_size).to(device)
-    optimizer, state = _open_run(config, model, resume, distributed.is_main, log)
+    optimizer, state = _open_run(config, model, resume, distributed, log)
     wrapped = distributed.wrap(model)
     log(f"{config.student.kind} student, {count_parameters(model):,} parameters, loss {config.loss}"
         f"{f' (weight {config.weight})' if config.loss != 'ce' else ''}, on {device}")
@@ -345,7 +356,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
            and not _out_of_budget(config, state)):
         epoch = state["epoch"] + 1
         # Mid-epoch checkpoints hold one process's LSTM state, so only a single process saves them.
-        mid_epoch = ((lambda: _record_epoch(config, None, model, optimizer, state, None))
+        mid_epoch = ((lambda: _record_epoch(config, None, model, optimizer, state, None, _rng_state(distributed)))
                      if distributed.world == 1 else None)
         partial = _train_epoch(config, data, wrapped, optimizer, epoch, distributed, device, progress,
                                state["partial"], mid_epoch)
@@ -373,8 +384,9 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
             state["averaging"] = True
             optimizer = make_optimizer(config, model, averaging=True)
             log(f"epoch {epoch}: validation stalled, switching to averaged SGD")
+        rng = _rng_state(distributed)
         if distributed.is_main:
-            _record_epoch(config, metrics, model, optimizer, state, weights if improved else None)
+            _record_epoch(config, metrics, model, optimizer, state, weights if improved else None, rng)
         log(f"epoch {epoch}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}"
             f"{' (best)' if improved else ''}, {metrics['tokens_per_s']:,.0f} tokens/s")
         if state["bad_epochs"] >= config.patience:
@@ -384,7 +396,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
     return summary
 
 
-def _open_run(config: RunConfig, model: nn.Module, resume: bool, is_main: bool, log) -> tuple:
+def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_Distributed", log) -> tuple:
     """(optimizer, state): fresh, or where the last checkpoint of ``config.out`` left off."""
     out = Path(config.out)
     if resume:
@@ -393,11 +405,11 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, is_main: bool, 
         state = checkpoint["state"]
         optimizer = make_optimizer(config, model, state["averaging"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        _restore_rng(checkpoint["rng"])
+        _restore_rng(checkpoint["rng"], distributed)
         within = f", batch {state['partial']['batch']}" if state["partial"]["batch"] else ""
         log(f"resuming {out} after epoch {state['epoch']}{within}")
         return optimizer, state
-    if is_main:
+    if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
         (out / "metrics.jsonl").write_text("")
@@ -407,7 +419,7 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, is_main: bool, 
 
 
 def _record_epoch(config: RunConfig, metrics: dict | None, model: nn.Module, optimizer, state: dict,
-                  best_weights: dict | None) -> None:
+                  best_weights: dict | None, rng: dict) -> None:
     """Append the epoch's metrics (None mid-epoch); save last.pt, and best.pt when
     ``best_weights`` are given (the evaluated weights: NT-ASGD's averages)."""
     out = Path(config.out)
@@ -415,7 +427,7 @@ def _record_epoch(config: RunConfig, metrics: dict | None, model: nn.Module, opt
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(metrics) + "\n")
     checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                  "rng": _rng_state(), "config": asdict(config)}
+                  "rng": rng, "config": asdict(config)}
     if best_weights is not None:
         save_checkpoint(out / "checkpoints" / "best.pt", {**checkpoint, "model": best_weights})
     save_checkpoint(out / "checkpoints" / "last.pt", checkpoint)
@@ -513,6 +525,14 @@ class _Distributed:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def gather(self, value) -> list:
+        """``value`` from every process, in rank order (all processes must call this)."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world
+        torch.distributed.all_gather_object(values, value)
+        return values
 
     def autocast(self):
         """bf16 autocast on GPUs; plain float32 on the CPU (exact and repeatable)."""

@@ -216,6 +216,33 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher,
     assert two["train_tokens"] == one["train_tokens"]
 
 
+def test_two_process_ddp_resume_restores_each_process_dropout(teacher, tmp_path):
+    """With dropout on, each process draws its own masks: a resumed torchrun run must
+    restore every process's generator to finish like the uninterrupted one."""
+    common = ["--size", "tiny", "--window", "20", "--batch-size", "4", "--model", str(teacher / "ngteach-model"),
+              "--ranks", str(teacher / "ranks.bin"), "--test", str(teacher / "test.txt"), "--patience", "9"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "ngram_teacher", "distill"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for out, epochs in (("whole", "2"), ("cut", "1")):
+        done = subprocess.run([*torchrun, *common, "--epochs", epochs, "--out", str(tmp_path / out)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    # "cut" now holds exactly what a run killed after its first epoch leaves behind.
+    config = json.loads((tmp_path / "cut/config.json").read_text())
+    (tmp_path / "cut/config.json").write_text(json.dumps({**config, "epochs": 2}))
+    (tmp_path / "cut/summary.json").unlink()
+    resumed = subprocess.run([*torchrun, "--resume", str(tmp_path / "cut")], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = json.loads((tmp_path / "whole/summary.json").read_text())
+    cut = json.loads((tmp_path / "cut/summary.json").read_text())
+    assert cut["valid_ppl"] == whole["valid_ppl"] and cut["test_ppl"] == whole["test_ppl"]
+    one_process = subprocess.run([*COMMAND, "distill", "--resume", str(tmp_path / "cut")], capture_output=True,
+                                 text=True, env=env)
+    assert one_process.returncode != 0 and "2 process(es)" in one_process.stderr
+
+
 def test_count_partitions_group_ties_of_one_order(teacher, tmp_path):
     model = NgramModel(teacher / "ngteach-model")
     write_ranks(model, model.tokens(), tmp_path / "scored.bin", 8, with_scores=True)
