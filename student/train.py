@@ -170,24 +170,18 @@ def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
         terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
         ce = terms[..., 0]
         return ce + config.weight * terms[..., 1:].sum(-1), ce
-    flat = logits.reshape(-1, logits.shape[-1]).float()
-    smoothing = config.weight if config.loss == "ls" else 0.0
-    loss = F.cross_entropy(flat, targets.reshape(-1), reduction="none", label_smoothing=smoothing)
-    loss = loss.view_as(targets)
-    ce = loss if smoothing == 0 else _cross_entropy(flat, targets)
+    logp = logits.float().log_softmax(-1)
+    ce = -logp.gather(-1, targets[..., None])[..., 0]
+    if config.loss == "ls":
+        # Uniform label smoothing as in F.cross_entropy: weight/V on every word, the target included.
+        return (1 - config.weight) * ce - config.weight * logp.mean(-1), ce
     if config.loss == "rank":
         ranking = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask).sum(-1)
         return ce + config.weight * ranking, ce
     if config.loss == "kl":
         kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
         return (1 - config.weight) * ce + config.weight * kl, ce
-    return loss, ce
-
-
-def _cross_entropy(flat: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Plain cross-entropy, reported next to a smoothed loss (no gradient needed)."""
-    with torch.no_grad():
-        return F.cross_entropy(flat, targets.reshape(-1), reduction="none").view_as(targets)
+    return ce, ce
 
 
 # ---- evaluation -------------------------------------------------------------------------

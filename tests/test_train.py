@@ -117,6 +117,16 @@ def test_rank_objective_with_full_weight_is_plackett_luce_and_k1_is_cross_entrop
     torch.testing.assert_close(loss0, ce)
 
 
+@pytest.mark.parametrize("loss, weight", [("ce", 0.0), ("ls", 0.1), ("ls", 0.3)])
+def test_ce_and_label_smoothing_objectives_match_torch(loss, weight):
+    logits = torch.randn(3, 7, 50, dtype=torch.float64).float()
+    targets = torch.randint(0, 50, (3, 7))
+    value, ce = objective(RunConfig(loss=loss, weight=weight), logits, targets, None)
+    expected = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", label_smoothing=weight)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(ce, F.cross_entropy(logits.transpose(1, 2), targets, reduction="none"))
+
+
 # ---- whole runs -----------------------------------------------------------------------------
 
 def test_same_seed_same_run_bit_for_bit(teacher, tmp_path):
