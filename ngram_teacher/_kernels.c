@@ -44,16 +44,19 @@ void sort_positions_by_word(const u32 *tokens, i64 n, u32 vocab_size, u32 *hist,
  * prev[i-1] (the id of the (m-1)-gram ending at i-1), or context 0 for order 1
  * (prev == NULL). Positions are bucketed by context, in by-word order, so each
  * bucket comes out sorted by word: one stable counting sort instead of a sort.
+ * A position holding the word `start` (a sentence start marker; NONE for none)
+ * only ever begins n-grams: no m-gram of order 2 or more ends there, and so none
+ * spans it.
  *
  * Writes cur[i] = id of the m-gram ending at i (NONE where none does), the
  * table words/counts (n_m entries) and offsets (n_ctx + 1 entries); returns n_m.
  * hist needs n_ctx + 1 entries, sorted n entries. */
-i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *prev, u32 n_ctx,
+i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *prev, u32 n_ctx, u32 start,
                 u32 *hist, u32 *sorted, u32 *cur, u32 *words, u32 *counts, u32 *offsets)
 {
     memset(hist, 0, (size_t)(n_ctx + 1) * sizeof(u32));
     memset(cur, 0xff, (size_t)n * sizeof(u32));
-#define CONTEXT_OF(i) (prev == NULL ? 0u : ((i) == 0 ? NONE : prev[(i) - 1]))
+#define CONTEXT_OF(i) (prev == NULL ? 0u : ((i) == 0 || tokens[i] == start ? NONE : prev[(i) - 1]))
     for (i64 i = 0; i < n; i++) {
         u32 c = CONTEXT_OF(i);
         if (c != NONE) hist[c + 1]++;
@@ -85,6 +88,15 @@ i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *prev, u
 #undef CONTEXT_OF
     while (next_ctx <= n_ctx) offsets[next_ctx++] = (u32)(id + 1);
     return id + 1;
+}
+
+/* suffix[cur[i]] = lower[i] for every position i where an m-gram ends: the id
+ * of each m-gram's last m-1 words (the (m-1)-gram ending at the same position)
+ * in the order-(m-1) table. Every occurrence of an m-gram writes the same value. */
+void suffix_ids(const u32 *cur, const u32 *lower, i64 n, u32 *suffix)
+{
+    for (i64 i = 0; i < n; i++)
+        if (cur[i] != NONE) suffix[cur[i]] = lower[i];
 }
 
 static int by_key(const void *a, const void *b)

@@ -6,8 +6,10 @@ a non-zero exit: 2 for a malformed command line, 1 for bad input, 130 when inter
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Optional
@@ -18,6 +20,9 @@ import typer
 from corpora import NgteachError, WordTokenizer, check_corpus
 from student import cli as student_cli
 
+from .arpa import write_arpa
+from .arpa_rank import arpa_continuations, load_teacher, write_arpa_ranks
+from .kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, estimate_kneser_ney
 from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
 from .progress import progress_bars, say
 from .rank import continuations, write_ranks
@@ -111,8 +116,12 @@ def rank(
     min_order: int = typer.Option(1, "--min-order", min=1,
                                   help="Lowest backoff order listed (2 leaves out the unigram fill-ins)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Worker threads (default: all cores)."),
+    arpa: Optional[Path] = typer.Option(None, help="Rank by this ARPA model's probabilities (any ARPA file, "
+                                                   "e.g. from 'ngteach arpa' or lmplz) instead of counts."),
 ) -> None:
-    """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md)."""
+    """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md).
+    With --arpa the entries are ordered by probability and --scores stores natural-log
+    probabilities (what --loss kl needs)."""
     if output is None and sys.stdout.isatty():
         raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
                            "or use -o FILE")
@@ -127,11 +136,45 @@ def rank(
         else:
             read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
             stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
-        ranked = bars.add("rank", len(stream), "positions")
-        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
+        if arpa is None:
+            ranked = bars.add("rank", len(stream), "positions")
+            write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
+        else:
+            scorer = load_teacher(arpa, teacher, k, bars.add(f"read {arpa.name}", _file_size(arpa), "bytes"))
+            ranked = bars.add("rank", len(stream), "positions")
+            write_arpa_ranks(teacher, scorer, stream, target, k, gt_first, scores, source, ranked, min_order)
     seconds = time.perf_counter() - started
     say(f"ranked {len(stream):,} positions (k={k}) in {seconds:.1f} s "
         f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")
+
+
+@app.command()
+def arpa(
+    output: Path = typer.Option(Path("model.arpa"), "--output", "-o", help="ARPA file to write."),
+    model: Path = ModelOption,
+    order: Optional[int] = typer.Option(None, "--order", "-n", min=1, max=MAX_ORDER,
+                                        help="Order of the estimate (default: the model's)."),
+    discount_fallback: bool = typer.Option(False, "--discount-fallback",
+                                           help="Where discounts cannot be estimated, use lmplz's fallback "
+                                                "D1 0.5, D2 1, D3+ 1.5 (with a warning) instead of failing."),
+) -> None:
+    """Estimate an interpolated modified Kneser-Ney model of the model's corpus, as KenLM's
+    lmplz does (sentences per line), and write it as an ARPA file."""
+    if not output.parent.is_dir():
+        raise NgteachError(f"{output.parent}: no such directory for --output")
+    started = time.perf_counter()
+    teacher = NgramModel(model)
+    order = order or teacher.order
+    with progress_bars() as bars, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DiscountFallbackWarning)
+        estimated = bars.add("estimate", order + 2, "stages")
+        tables = estimate_kneser_ney(teacher, order, LMPLZ_FALLBACK if discount_fallback else None,
+                                     lambda stage: estimated(1))
+        write_arpa(tables, output)
+    for warning in caught:
+        say(f"ngteach: warning: {warning.message}")
+    say(f"wrote {output}: order {order}, n-grams {' / '.join(f'{len(o.ngrams):,}' for o in tables.orders)} "
+        f"in {time.perf_counter() - started:.1f} s")
 
 
 @app.command()
@@ -139,15 +182,25 @@ def query(
     context: str = typer.Argument(..., help="The words before the position to rank."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="How many continuations to show."),
     model: Path = ModelOption,
+    arpa: Optional[Path] = typer.Option(None, help="Show this ARPA model's most probable continuations instead."),
+    bos: bool = typer.Option(False, "--bos", help="With --arpa: the context starts a line (follows <s>)."),
 ) -> None:
-    """Show what the teacher ranks after CONTEXT, with each entry's order and count."""
+    """Show what the teacher ranks after CONTEXT, with each entry's order and count (or,
+    with --arpa, its log10 probability)."""
     teacher = NgramModel(model)
     ids = teacher.tokenizer.encode_text(context)
     shown = " ".join(teacher.vocab.tokens[i] for i in ids)
-    print(f"after '{shown}' (order {teacher.order} model):")
-    print(f"{'rank':>4}  {'order':>5}  {'count':>9}  word")
-    for place, candidate in enumerate(continuations(teacher, context, k), start=1):
-        print(f"{place:>4}  {candidate.order:>5}  {candidate.count:>9,}  {candidate.word}")
+    if arpa is None:
+        print(f"after '{shown}' (order {teacher.order} model):")
+        print(f"{'rank':>4}  {'order':>5}  {'count':>9}  word")
+        for place, candidate in enumerate(continuations(teacher, context, k), start=1):
+            print(f"{place:>4}  {candidate.order:>5}  {candidate.count:>9,}  {candidate.word}")
+        return
+    scorer = load_teacher(arpa, teacher, k)
+    print(f"after '{shown}' ({arpa.name}, order {scorer.order}{', at a line start' if bos else ''}):")
+    print(f"{'rank':>4}  {'order':>5}  {'log10 p':>9}  word")
+    for place, candidate in enumerate(arpa_continuations(teacher, scorer, context, k, bos), start=1):
+        print(f"{place:>4}  {candidate.order:>5}  {candidate.logprob / math.log(10):>9.4f}  {candidate.word}")
 
 
 @app.command()
@@ -159,6 +212,12 @@ def info(path: Path = typer.Argument(..., help="A model directory or a ranks fil
         _describe_ranks(RankFile(path))
     else:
         raise NgteachError(f"{path}: no such file or directory")
+
+
+def _file_size(path: Path) -> int:
+    if not path.is_file():
+        raise NgteachError(f"{path}: no such ARPA file")
+    return path.stat().st_size
 
 
 def _describe_model(model: NgramModel) -> None:

@@ -23,8 +23,11 @@ _ptrs = ctypes.POINTER(ctypes.c_void_p)
 
 _lib.sort_positions_by_word.argtypes = [_u32, _i64, _c_u32, _u32, _u32]
 _lib.sort_positions_by_word.restype = None
-_lib.count_order.argtypes = [_u32, _i64, _u32, ctypes.c_void_p, _c_u32, _u32, _u32, _u32, _u32, _u32, _u32]
+_lib.count_order.argtypes = [_u32, _i64, _u32, ctypes.c_void_p, _c_u32, _c_u32, _u32, _u32, _u32, _u32, _u32,
+                             _u32]
 _lib.count_order.restype = _i64
+_lib.suffix_ids.argtypes = [_u32, _u32, _i64, _u32]
+_lib.suffix_ids.restype = None
 _lib.sort_continuations.argtypes = [_u32, _u32, _u32, _c_u32, _u64, _u32, _u32]
 _lib.sort_continuations.restype = None
 _lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, _u32, ctypes.c_int, _c_u32, _u32, _i64, _i64,
@@ -43,20 +46,30 @@ def positions_by_word(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     return out
 
 
-def count_order(tokens: np.ndarray, by_word: np.ndarray, prev: np.ndarray | None, n_contexts: int):
+def count_order(tokens: np.ndarray, by_word: np.ndarray, prev: np.ndarray | None, n_contexts: int,
+                start: int = NONE):
     """One order of the count tables (see ``_kernels.c``).
 
     Returns ``(ids, words, counts, offsets)``: ``ids[i]`` is the id of the m-gram ending at
     position i (``NONE`` where there is none), and ``words``/``counts`` may be longer than
-    the table; their first ``len`` entries, where ``len = offsets[-1]``, are it.
+    the table; their first ``len`` entries, where ``len = offsets[-1]``, are it. Positions
+    holding the word ``start`` (a sentence start) end no m-gram of order 2 or more.
     """
     n = len(tokens)
     ids, words, counts = (np.empty(n, np.uint32) for _ in range(3))
     offsets = np.empty(n_contexts + 1, np.uint32)
     prev_ptr = None if prev is None else prev.ctypes.data
-    _lib.count_order(tokens, n, by_word, prev_ptr, n_contexts, np.empty(n_contexts + 1, np.uint32),
+    _lib.count_order(tokens, n, by_word, prev_ptr, n_contexts, int(start), np.empty(n_contexts + 1, np.uint32),
                      np.empty(n, np.uint32), ids, words, counts, offsets)
     return ids, words, counts, offsets
+
+
+def suffix_ids(ids: np.ndarray, lower_ids: np.ndarray, size: int) -> np.ndarray:
+    """For each of the ``size`` m-grams, the id of its last m-1 words in the order-(m-1) table,
+    from ``ids``/``lower_ids``: the ids of the m-grams and (m-1)-grams ending at each position."""
+    suffix = np.empty(size, np.uint32)
+    _lib.suffix_ids(ids, lower_ids, len(ids), suffix)
+    return suffix
 
 
 def sort_continuations(words: np.ndarray, counts: np.ndarray, offsets: np.ndarray):

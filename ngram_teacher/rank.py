@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Callable
 
 import numpy as np
@@ -21,7 +20,7 @@ from corpora import NgteachError
 
 from . import kernels
 from .model import CountTables, NgramModel, tokens_sha256
-from .rankfile import FORMAT_VERSION, RankFileWriter, id_dtype_for
+from .rankfile import FORMAT_VERSION, id_dtype_for, write_rank_file
 
 BLOCK_ROWS = 1 << 16
 
@@ -67,8 +66,7 @@ class Candidate:
 
 def continuations(model: NgramModel, context: str, k: int) -> list[Candidate]:
     """What the teacher ranks after ``context`` (text, tokenized like the corpus)."""
-    if k < 1:
-        raise NgteachError(f"--k must be at least 1, not {k}")
+    check_k(k)
     context_ids = model.tokenizer.encode_text(context)
     stream = np.append(context_ids, np.uint32(0)).astype(np.uint32)
     ids = np.empty((1, k), np.uint32)
@@ -80,9 +78,20 @@ def continuations(model: NgramModel, context: str, k: int) -> list[Candidate]:
             for i, o, c in zip(ids[0], orders[0], counts[0]) if o > 0]
 
 
-def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, with_scores: bool,
-                 corpus: str, min_order: int = 1) -> dict:
-    """The header of a ranks file made by the count teacher of ``model``."""
+def check_k(k: int) -> None:
+    if k < 1:
+        raise NgteachError(f"--k must be at least 1, not {k}")
+
+
+def check_min_order(min_order: int, order: int) -> None:
+    if not 1 <= min_order <= order:
+        raise NgteachError(f"--min-order must be between 1 and the model's order {order}, not {min_order}")
+
+
+def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, corpus: str, teacher: dict,
+                 scores: dict | None) -> dict:
+    """The header of a ranks file of ``stream`` in the vocabulary of ``model``, made by
+    ``teacher`` (the header's ``teacher`` object), with ``scores`` described (or None)."""
     id_dtype = id_dtype_for(len(model.vocab))
     return {
         "format_version": FORMAT_VERSION,
@@ -95,15 +104,20 @@ def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, 
         "tokens_sha256": tokens_sha256(stream),
         "gt_first": gt_first,
         "corpus": corpus,
-        "teacher": {
-            "kind": "count-ngram",
-            "order": model.order,
-            "min_order": min_order,
-            "ties": "word id",
-            "model_tokens_sha256": model.meta["tokens_sha256"],
-            "model_corpus_sha256": model.meta["corpus"]["sha256"],
-        },
-        "scores": {"kind": "count", "dtype": "<u4"} if with_scores else None,
+        "teacher": teacher,
+        "scores": scores,
+    }
+
+
+def count_teacher(model: NgramModel, min_order: int) -> dict:
+    """The header's ``teacher`` object for the count teacher of ``model``."""
+    return {
+        "kind": "count-ngram",
+        "order": model.order,
+        "min_order": min_order,
+        "ties": "word id",
+        "model_tokens_sha256": model.meta["tokens_sha256"],
+        "model_corpus_sha256": model.meta["corpus"]["sha256"],
     }
 
 
@@ -121,17 +135,10 @@ def write_ranks(
 ) -> None:
     """Rank ``stream`` into a ranks file at ``target`` (a path, or an open binary stream such
     as standard output). The file is built aside and appears only once complete."""
-    if k < 1:
-        raise NgteachError(f"--k must be at least 1, not {k}")
-    if not 1 <= min_order <= model.order:
-        raise NgteachError(f"--min-order must be between 1 and the model's order {model.order}, not {min_order}")
-    header = ranks_header(model, stream, k, gt_first, with_scores, corpus, min_order)
-    to_path = isinstance(target, (str, os.PathLike))
-    with RankFileWriter(header, Path(target).resolve().parent if to_path else None) as writer:
-        arrays = writer.arrays
-        rank_into(model.tables, stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first,
-                  header["pad_id"], threads, on_rows, min_order)
-        if to_path:
-            writer.publish(target)
-        else:
-            writer.copy_to(target)
+    check_k(k)
+    check_min_order(min_order, model.order)
+    header = ranks_header(model, stream, k, gt_first, corpus, count_teacher(model, min_order),
+                          {"kind": "count", "dtype": "<u4"} if with_scores else None)
+    write_rank_file(header, target, lambda arrays: rank_into(
+        model.tables, stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first, header["pad_id"],
+        threads, on_rows, min_order))

@@ -19,7 +19,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -116,6 +116,19 @@ class RankFileWriter:
             shutil.copyfileobj(f, stream, 1 << 22)
         stream.flush()
         self.path.unlink()
+
+
+def write_rank_file(header: dict, target: str | os.PathLike | BinaryIO, fill: Callable[[dict], None]) -> None:
+    """Create the ranks file described by ``header`` at ``target`` (a path, or an open
+    binary stream such as standard output): ``fill(arrays)`` writes the rows into the
+    writer's arrays, then the file is published whole; nothing is left if it raises."""
+    to_path = isinstance(target, (str, os.PathLike))
+    with RankFileWriter(header, Path(target).resolve().parent if to_path else None) as writer:
+        fill(writer.arrays)
+        if to_path:
+            writer.publish(target)
+        else:
+            writer.copy_to(target)
 
 
 class RankFile:

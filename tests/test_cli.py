@@ -399,3 +399,33 @@ def test_rank_min_order(ws):
     assert not np.any(np.asarray(ranks.orders)[:, 1:] == 1)
     assert np.any(np.asarray(ranks.orders)[:, 1:] == 0)  # rows now end in padding
     fails_cleanly(ws, "rank", "--min-order", "9", "-o", "bad.bin", mentions="--min-order")
+
+
+def test_arpa_writes_what_kenlm_loads_with_the_reference_scores(ws):
+    """`ngteach arpa` estimates Kneser-Ney from the model's corpus; kenlm's scores of its
+    lines equal those of the naive estimator of reference_kn.py."""
+    import kenlm
+    from reference_kn import estimate, score_sentence, sentences_of
+
+    result = ws.ok("arpa", "--order", "3", "-o", "m.arpa")
+    assert "wrote m.arpa: order 3" in result.stderr
+    model = kenlm.Model(str(ws.cwd / "m.arpa"))
+    assert model.order == 3
+    sentences = sentences_of(tokenize_file(ws.cwd / "corpus.txt"))
+    entries, _ = estimate(sentences, 3, fallback=(0.5, 1.0, 1.5))
+    for sentence in sentences[:50]:
+        words = sentence[1:-1]
+        assert model.score(" ".join(words), bos=True, eos=True) == pytest.approx(
+            score_sentence(entries, words), abs=1e-4)
+
+
+def test_arpa_discount_fallback(ws):
+    """A corpus too small for Kneser-Ney discounts fails in one line, or warns and
+    uses lmplz's fallback discounts with --discount-fallback."""
+    ws.write("tiny.txt", "a b\nb a\n")
+    ws.ok("build", "tiny.txt", "--order", "2", "--out", "tiny-model")
+    fails_cleanly(ws, "arpa", "--model", "tiny-model", "-o", "tiny.arpa", mentions="discount")
+    assert not (ws.cwd / "tiny.arpa").exists()
+    result = ws.ok("arpa", "--model", "tiny-model", "-o", "tiny.arpa", "--discount-fallback")
+    assert "ngteach: warning:" in result.stderr and (ws.cwd / "tiny.arpa").exists()
+    fails_cleanly(ws, "arpa", "-o", "no/such/dir/m.arpa", mentions="no such directory")

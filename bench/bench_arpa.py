@@ -1,0 +1,139 @@
+"""Benchmark Kneser-Ney estimation: ``estimate_kneser_ney`` + ``write_arpa`` on a model
+directory, and optionally KenLM's ``lmplz`` on the same text.
+
+The synthetic corpus comes from bench/make_corpus.py (cached in bench/data/, as for
+bench_teacher.py); ``ngteach build --order N`` makes its model directory once (timed, not
+counted: the estimate reads its token stream). Each measured run is a child process:
+
+- ngteach: ``python bench_arpa.py --child MODEL ...`` loads the model, estimates, writes the
+  ARPA file; reported are the estimate and write times inside the child (interpreter start-up
+  and imports excluded), the child's wall and CPU time, and its peak RSS (``ru_maxrss``);
+- lmplz: ``lmplz -o N -S MEMORY --skip_symbols < corpus > file.arpa`` (KenLM refuses the
+  ``<unk>`` words of the corpus otherwise; with --skip_symbols it drops them, so its model
+  differs slightly from ngteach's, which counts ``<unk>`` as a word). ``-S`` matters: lmplz
+  grabs that much memory up front (its default is 80% of the RAM).
+
+With --repeat N the medians are printed. The model and ARPA files (in
+bench/data/arpa-<N>-o<ORDER>/) are removed at the end unless --keep. Target at 20M tokens, order 4 (2 cores): 19.0 s and
+953 MB, what ``lmplz -o 4`` took.
+
+    python bench/bench_arpa.py                                   # 20M tokens, order 4, once
+    python bench/bench_arpa.py --repeat 3 --lmplz /work/lmplz/build/bin/lmplz
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))  # the repo's own package, whatever the installed copy looks like
+from bench_teacher import MB, NGTEACH, ensure_corpus, run_measured  # noqa: E402
+from make_corpus import parse_count  # noqa: E402
+
+TARGET_S, TARGET_MB = 19.0, 953.0
+
+
+def child(model: Path, out: Path, order: int, report: Path) -> None:
+    """Estimate and write in this process; the in-process times go to ``report`` (JSON)."""
+    from ngram_teacher import NgramModel
+    from ngram_teacher.arpa import write_arpa
+    from ngram_teacher.kneser_ney import estimate_kneser_ney
+
+    started = time.perf_counter()
+    stages = {}
+    tables = estimate_kneser_ney(NgramModel(model), order=order,
+                                 progress=lambda stage: stages.__setitem__(stage, time.perf_counter() - started))
+    estimated = time.perf_counter()
+    estimate_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+    write_arpa(tables, out)
+    report.write_text(json.dumps({"estimate_s": estimated - started, "write_s": time.perf_counter() - estimated,
+                                  "estimate_peak_mb": estimate_peak_mb, "stages_s": stages}))
+
+
+def measure_ngteach(model: Path, work: Path, order: int) -> dict:
+    report = work / "child.json"
+    run = run_measured([sys.executable, __file__, "--child", str(model), str(work / "ngteach.arpa"), str(order),
+                        str(report)])
+    run.update(json.loads(report.read_text()))
+    run["arpa_mb"] = (work / "ngteach.arpa").stat().st_size / MB
+    return run
+
+
+def measure_lmplz(lmplz: Path, corpus: Path, work: Path, order: int, memory: str) -> dict:
+    command = (f"exec {shlex.quote(str(lmplz))} -o {order} -S {shlex.quote(memory)} -T {shlex.quote(str(work))} "
+               f"--skip_symbols < {shlex.quote(str(corpus))} > {shlex.quote(str(work / 'lmplz.arpa'))}")
+    run = run_measured(["sh", "-c", command])  # exec: the measured process is lmplz itself
+    run["arpa_mb"] = (work / "lmplz.arpa").stat().st_size / MB
+    run["command"] = command.removeprefix("exec ")
+    return run
+
+
+def median(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", default="20M", help="corpus size (20M, 5e6, ...)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--order", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--lmplz", type=Path, help="also time this lmplz binary")
+    parser.add_argument("--lmplz-memory", default="1G", help="lmplz -S (default 1G)")
+    parser.add_argument("--data", type=Path, default=BENCH / "data")
+    parser.add_argument("--keep", action="store_true", help="keep the model directory and the ARPA files")
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "OUT", "ORDER", "REPORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model, out, order, report = args.child
+        child(Path(model), Path(out), int(order), Path(report))
+        return
+
+    n_tokens = parse_count(args.tokens)
+    args.data.mkdir(parents=True, exist_ok=True)
+    corpus = ensure_corpus(n_tokens, args.seed, args.data)
+    work = args.data / f"arpa-{n_tokens}-o{args.order}"
+    work.mkdir(exist_ok=True)
+    model = work / "model"
+    build = run_measured(NGTEACH + ["build", str(corpus), "--order", str(args.order), "--out", str(model)])
+    print(f"{corpus.name}: ngteach build --order {args.order} {build['s']:.1f} s (not counted) | "
+          f"{build['stderr'].splitlines()[-1]}", flush=True)
+
+    ours, theirs = [], []
+    for _ in range(args.repeat):
+        ours.append(measure_ngteach(model, work, args.order))
+        run = ours[-1]
+        print(f"  ngteach: estimate {run['estimate_s']:.2f} s + write {run['write_s']:.2f} s; child {run['s']:.2f} s, "
+              f"cpu {run['cpu_s']:.2f} s, peak {run['peak_mb']:.0f} MB, load {run['load']:.2f}", flush=True)
+        if args.lmplz:
+            theirs.append(measure_lmplz(args.lmplz, corpus, work, args.order, args.lmplz_memory))
+            run = theirs[-1]
+            print(f"  lmplz: {run['s']:.2f} s, cpu {run['cpu_s']:.2f} s, peak {run['peak_mb']:.0f} MB, "
+                  f"load {run['load']:.2f}", flush=True)
+
+    print(f"\nmedian of {args.repeat}, {n_tokens:,} tokens, order {args.order}:")
+    print(f"{'':>8} {'estimate+write s':>16} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'ARPA MB':>8}")
+    total = statistics.median(run["estimate_s"] + run["write_s"] for run in ours)
+    print(f"{'ngteach':>8} {total:>16.2f} {median(ours, 's'):>7.2f} {median(ours, 'cpu_s'):>6.2f} "
+          f"{median(ours, 'peak_mb'):>8.0f} {median(ours, 'arpa_mb'):>8.0f}")
+    if theirs:
+        print(f"{'lmplz':>8} {median(theirs, 's'):>16.2f} {median(theirs, 's'):>7.2f} {median(theirs, 'cpu_s'):>6.2f} "
+              f"{median(theirs, 'peak_mb'):>8.0f} {median(theirs, 'arpa_mb'):>8.0f}   ({theirs[0]['command']})")
+    print(f"  ngteach estimate {median(ours, 'estimate_s'):.2f} s (peak {median(ours, 'estimate_peak_mb'):.0f} MB), "
+          f"write_arpa {median(ours, 'write_s'):.2f} s; stage ends (s from start): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in ours[-1]["stages_s"].items()))
+    print(f"  target: {TARGET_S} s and {TARGET_MB:.0f} MB -> "
+          f"{'met' if total <= TARGET_S and median(ours, 'peak_mb') <= TARGET_MB else 'NOT met'}")
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
