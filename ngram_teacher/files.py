@@ -35,15 +35,20 @@ def temp_dir(directory: str | os.PathLike, prefix: str) -> Path:
     return path
 
 
-def write_json(path: Path, value: dict) -> None:
-    """Write ``value`` as indented JSON, atomically."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place."""
     tmp = temp_file(path.parent, f".{path.name}.")
     try:
-        tmp.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` as indented JSON, atomically."""
+    write_atomic(path, (json.dumps(value, indent=2, default=str) + "\n").encode("utf-8"))
 
 
 def read_json_object(path: Path, absent: str) -> dict:

@@ -103,7 +103,53 @@ def compare(run_a: Path = typer.Argument(..., help="First run directory."),
     print(format_comparison(comparison, str(run_a), str(run_b)))
 
 
+def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML; see experiments/)."),
+               out: Optional[Path] = typer.Option(None, help="Output folder (default runs/NAME)."),
+               jobs: int = typer.Option(1, min=1, help="Runs at a time."),
+               threads: Optional[int] = typer.Option(None, min=1, help="Torch threads per run (default cores / jobs)."),
+               data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
+               results_only: bool = typer.Option(False, help="Only write the results of the runs done so far.")
+               ) -> None:
+    """Run a grid of corpus x teacher x loss x seed (resumable) and write results.csv,
+    results.md and plots."""
+    from .experiment import load_spec
+
+    _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only)
+
+
+def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
+         jobs: int = typer.Option(2, min=1, help="Runs at a time.")) -> None:
+    """A small version of the paper's comparison on the built-in python-docs corpus
+    (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table."""
+    from .experiment import demo_spec
+
+    _run_grid(demo_spec(), out, jobs, None, None, False)
+    print((out / "results.md").read_text(encoding="utf-8"))
+
+
+def _run_grid(spec, out: Optional[Path], jobs: int, threads: Optional[int], data_dir: Optional[Path],
+              results_only: bool) -> None:
+    from ngram_teacher.progress import progress_bars
+
+    from .experiment import plan_runs, run_experiment, write_results
+
+    out = out or Path("runs") / spec.name
+    if results_only:
+        files = write_results(spec, plan_runs(spec, out), out)
+        say(f"wrote {', '.join(str(f) for f in files)}")
+        return
+    with progress_bars() as bars:
+        outcome = run_experiment(spec, out, jobs, threads, data_dir, log=say,
+                                 progress=lambda name, total: bars.add(name, total, "runs"))
+    say(f"wrote {', '.join(str(f) for f in outcome['files'])}")
+    if outcome["failed"]:
+        raise NgteachError(f"{len(outcome['failed'])} run(s) failed, the first {outcome['failed'][0].name} "
+                           f"(see {outcome['failed'][0].directory}.log); rerun to retry")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(distill)
     app.command("eval")(evaluate)
     app.command()(compare)
+    app.command()(experiment)
+    app.command()(demo)

@@ -4,6 +4,7 @@ Every setting lives in :class:`RunConfig` and is saved as ``config.json`` in the
 directory, which then holds:
 
     config.json       the full configuration (enough for --resume)
+    environment.json  what ran it: ngteach version and git commit, library versions, device
     metrics.jsonl     one JSON line per epoch: losses, validation perplexity, lr, speed
     checkpoints/      last.pt (every epoch) and best.pt (best validation perplexity)
     summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end
@@ -37,6 +38,7 @@ from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import tokens_sha256
 from ngram_teacher.files import read_json_object, temp_file, write_json
+from ngram_teacher.provenance import provenance
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
@@ -406,6 +408,8 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
+        write_json(out / "environment.json", {**provenance(), "device": str(distributed.device),
+                                              "processes": distributed.world})
         (out / "metrics.jsonl").write_text("")
     state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
              "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False, "partial": _fresh_epoch()}

@@ -1,0 +1,203 @@
+"""The results of an experiment: ``results.csv``, ``results.md`` and the plots.
+
+Configurations are compared on the same test tokens with the paired block bootstrap of
+:mod:`student.significance`, applied to each configuration's per-token log-probabilities
+averaged over the seeds both have (so the perplexity compared is the geometric mean of
+the seeds' perplexities). The test says whether the difference is larger than the test
+text's sampling noise; the spread over seeds is shown beside it as a standard deviation.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ngram_teacher.files import read_json_object, write_atomic
+
+from .experiment import Run, Spec
+from .significance import load_run_lines, load_run_logprobs, paired_bootstrap
+
+COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
+           "train_tokens", "wall_s", "run")
+MARKS = ((0.01, "**"), (0.05, "*"))
+BLOCK = 1000  # tokens per bootstrap block (of whole lines) ...
+MIN_BLOCKS = 50  # ... fewer on a test text too short for this many blocks
+
+
+@dataclass
+class Line:
+    """One configuration of one corpus, over its finished seeds."""
+
+    config: str
+    teacher: str | None
+    runs: dict[int, Run]  # seed -> finished run
+    test: list[float]
+    valid: list[float]
+    p_baseline: float | None = None
+    other: str | None = None  # the best other configuration with the same teacher
+    p_other: float | None = None
+
+    @property
+    def test_mean(self) -> float:
+        return statistics.fmean(self.test)
+
+
+def finished_rows(runs: list[Run], out: Path) -> list[dict]:
+    """A results.csv row per finished run (its directory relative to ``out``)."""
+    rows = []
+    for run in runs:
+        if not (run.directory / "summary.json").exists():
+            continue
+        summary = read_json_object(run.directory / "summary.json", f"{run.directory}: no summary")
+        rows.append({"corpus": run.corpus, "config": run.config.name, "loss": run.config.loss,
+                     "teacher": run.config.teacher or "", "seed": run.seed, "valid_ppl": summary["valid_ppl"],
+                     "test_ppl": summary["test_ppl"], "best_epoch": summary["best_epoch"],
+                     "epochs": summary["epochs"], "train_tokens": summary["train_tokens"],
+                     "wall_s": summary["wall_s"], "run": str(run.directory.relative_to(out))})
+    return rows
+
+
+def summarize(spec: Spec, runs: list[Run]) -> dict[str, list[Line]]:
+    """Per corpus, a :class:`Line` per configuration with finished runs, with p-values."""
+    done = {(r.corpus, r.config.name, r.seed): r for r in runs if (r.directory / "summary.json").exists()}
+    tables = {}
+    for corpus in spec.corpora:
+        lines = []
+        for config in spec.configs:
+            finished = {s: done[corpus.name, config.name, s] for s in spec.seeds if (corpus.name, config.name, s) in done}
+            if finished:
+                summaries = [read_json_object(r.directory / "summary.json", "") for r in finished.values()]
+                lines.append(Line(config.name, config.teacher, finished, [s["test_ppl"] for s in summaries],
+                                  [s["valid_ppl"] for s in summaries]))
+        _add_p_values(lines, spec.baseline)
+        tables[corpus.name] = lines
+    return tables
+
+
+def _add_p_values(lines: list[Line], baseline: str) -> None:
+    by_name = {line.config: line for line in lines}
+    for line in lines:
+        if baseline in by_name and line.config != baseline:
+            line.p_baseline = seed_pooled_p_value(line, by_name[baseline])
+        rivals = [other for other in lines if other.teacher == line.teacher and other is not line]
+        if rivals:
+            best = min(rivals, key=lambda other: other.test_mean)
+            line.other, line.p_other = best.config, seed_pooled_p_value(line, best)
+
+
+def seed_pooled_p_value(a: Line, b: Line) -> float | None:
+    """Paired bootstrap p-value of a against b on their seed-averaged log-probabilities."""
+    seeds = sorted(set(a.runs) & set(b.runs))
+    if not seeds:
+        return None
+    pooled_a = np.mean([load_run_logprobs(a.runs[s].directory)[0] for s in seeds], axis=0)
+    pooled_b = np.mean([load_run_logprobs(b.runs[s].directory)[0] for s in seeds], axis=0)
+    lines = load_run_lines(a.runs[seeds[0]].directory, len(pooled_a))
+    block = max(1, min(BLOCK, len(pooled_a) // MIN_BLOCKS))
+    return paired_bootstrap(pooled_a, pooled_b, block=block, lines=lines).p_value
+
+
+# ---- files --------------------------------------------------------------------------------------
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode("utf-8"))
+
+
+def markdown(spec: Spec, tables: dict[str, list[Line]]) -> str:
+    out = [f"# {spec.name}", ""]
+    for corpus, lines in tables.items():
+        out += [f"## {corpus}", "",
+                f"| configuration | seeds | test ppl | valid ppl | Δ test vs {spec.baseline} | p vs {spec.baseline} "
+                "| best other loss, same teacher | p vs it |",
+                "|---|---|---|---|---|---|---|---|"]
+        base = next((line for line in lines if line.config == spec.baseline), None)
+        for line in lines:
+            delta = "" if base is None or line is base else f"{line.test_mean - base.test_mean:+.2f}"
+            out.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
+                       f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
+        out.append("")
+    out += ["Test and validation perplexity: mean ± standard deviation over seeds. p: two-sided paired "
+            "bootstrap over blocks of whole test lines (at least 1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
+            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05.", ""]
+    return "\n".join(out)
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return ""
+    mark = next((m for limit, m in MARKS if p < limit), "")
+    return f"{p:.2g}{mark}"
+
+
+def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
+    """Per corpus: validation perplexity against training tokens (a line per seed, a
+    colour per configuration), and test perplexity with its spread over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for corpus, lines in tables.items():
+        if not lines:
+            continue
+        figure, axis = plt.subplots(figsize=(8, 5))
+        values = []
+        for colour, line in zip(_colours(len(lines)), lines):
+            for n, run in enumerate(line.runs.values()):
+                tokens, valid = _valid_curve(run.directory / "metrics.jsonl")
+                values += valid
+                axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.config if n == 0 else None)
+        axis.set(xlabel="training tokens", ylabel="validation perplexity", title=f"{spec.name}: {corpus}")
+        axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+        written.append(_save(figure, folder / f"{corpus}-valid.png"))
+        figure, axis = plt.subplots(figsize=(max(5, 1 + 0.9 * len(lines)), 4.5))
+        means = [line.test_mean for line in lines]
+        spreads = [statistics.stdev(line.test) if len(line.test) > 1 else 0.0 for line in lines]
+        axis.bar(range(len(lines)), means, yerr=spreads, capsize=4, color=_colours(len(lines)))
+        axis.set_xticks(range(len(lines)), [line.config for line in lines], rotation=30, ha="right", fontsize=8)
+        axis.set_ylim(min(means) - 3 * max(max(spreads), 1.0), max(means) + 3 * max(max(spreads), 1.0))
+        axis.set(ylabel="test perplexity (mean ± sd over seeds)", title=f"{spec.name}: {corpus}")
+        axis.grid(axis="y", alpha=0.3)
+        written.append(_save(figure, folder / f"{corpus}-test.png"))
+        plt.close("all")
+    return written
+
+
+def _colours(n: int) -> list:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _valid_curve(metrics: Path) -> tuple[list[int], list[float]]:
+    epochs = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    epochs = [e for e in epochs if math.isfinite(e["valid_ppl"])]
+    return [e["tokens"] for e in epochs], [e["valid_ppl"] for e in epochs]
+
+
+def _save(figure, path: Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    write_atomic(path, buffer.getvalue())
+    return path
