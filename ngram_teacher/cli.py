@@ -118,15 +118,21 @@ def rank(
     threads: Optional[int] = typer.Option(None, min=1, help="Worker threads (default: all cores)."),
     arpa: Optional[Path] = typer.Option(None, help="Rank by this ARPA model's probabilities (any ARPA file, "
                                                    "e.g. from 'ngteach arpa' or lmplz) instead of counts."),
+    teacher_spec: Optional[str] = typer.Option(None, "--teacher",
+                                               help="A neural teacher instead of counts: born-again:RUN (a student "
+                                                    "run), hf-causal:DIR or hf-masked:DIR (a local Hugging Face "
+                                                    "model; needs ngteach[hf])."),
 ) -> None:
     """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md).
-    With --arpa the entries are ordered by probability and --scores stores natural-log
-    probabilities (what --loss kl needs)."""
+    With --arpa or --teacher the entries are ordered by probability and --scores stores
+    natural-log probabilities (what --loss kl needs)."""
     if output is None and sys.stdout.isatty():
         raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
                            "or use -o FILE")
     if output is not None and not output.parent.is_dir():
         raise NgteachError(f"{output.parent}: no such directory for --output")
+    if teacher_spec is not None and (arpa is not None or min_order != 1):
+        raise NgteachError("--teacher takes neither --arpa nor --min-order")
     started = time.perf_counter()
     teacher = NgramModel(model)
     target = output if output is not None else sys.stdout.buffer
@@ -136,7 +142,13 @@ def rank(
         else:
             read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
             stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
-        if arpa is None:
+        if teacher_spec is not None:
+            from student.neural_teachers import load_neural_teacher, write_neural_ranks
+
+            neural = load_neural_teacher(teacher_spec, teacher)
+            ranked = bars.add("rank", len(stream), "positions")
+            write_neural_ranks(teacher, neural, stream, target, k, gt_first, scores, source, ranked)
+        elif arpa is None:
             ranked = bars.add("rank", len(stream), "positions")
             write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
         else:

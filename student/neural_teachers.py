@@ -1,0 +1,336 @@
+"""Neural teachers: ranks files from a trained student (born-again) or a local Hugging
+Face causal or masked LM, in the target model's word vocabulary (FORMATS.md, *How the
+neural teachers rank*).
+
+Every teacher turns blocks of positions into log-probabilities over the target
+vocabulary, [positions, V] (-inf for words it did not score); :func:`write_neural_ranks`
+keeps the top k of each row, with the true word first under ``gt_first``, as the ARPA
+teacher does. All entries are one partition (order 1): a neural teacher has no backoff.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from corpora import NgteachError
+from corpora.text import EOS
+from ngram_teacher import NgramModel
+from ngram_teacher.arpa_rank import SCORES
+from ngram_teacher.model import file_sha256
+from ngram_teacher.rank import check_k, ranks_header
+from ngram_teacher.rankfile import write_rank_file
+
+from .model import build_student
+from .train import RunConfig, load_checkpoint
+
+KINDS = ("born-again", "hf-causal", "hf-masked")
+# Rows of the born-again teacher read side by side (like evaluation's columns, but more,
+# so that one forward pass fills a GPU).
+STUDENT_COLUMNS = 64
+PIECE_CONTEXT = 128  # subword pieces of context a Hugging Face teacher sees (each side for hf-masked)
+POSITIONS_PER_BATCH = 32
+PAIRS_PER_BATCH = 256  # (position, multi-piece word) sequences per forward pass of hf-causal
+
+# One block of teacher output: the stream positions and their log-probabilities [n, V].
+Block = tuple[Tensor, Tensor]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class NeuralTeacher:
+    """What a teacher is (the header's ``teacher`` object) and how it scores a stream."""
+
+    description: dict
+    blocks: Callable[[np.ndarray, int], Iterator[Block]]  # (stream, k): a teacher may prune what cannot enter a top k
+
+
+def parse_teacher(spec: str) -> tuple[str, Path]:
+    """``KIND:PATH`` -> (kind, path)."""
+    kind, _, path = spec.partition(":")
+    if kind not in KINDS or not path:
+        raise NgteachError(f"--teacher must be KIND:PATH with KIND one of {', '.join(KINDS)}, not {spec!r}")
+    return kind, Path(path)
+
+
+def load_neural_teacher(spec: str, target: NgramModel, device: torch.device | None = None) -> NeuralTeacher:
+    """The teacher named by ``spec`` (``born-again:RUN``, ``hf-causal:DIR``, ``hf-masked:DIR``),
+    ranking ``target``'s vocabulary."""
+    kind, path = parse_teacher(spec)
+    device = device or default_device()
+    if kind == "born-again":
+        return born_again_teacher(path, target, device)
+    return hf_teacher(kind, path, target, device)
+
+
+# ---- writing ranks ---------------------------------------------------------------------
+
+def top_entries(logp: Tensor, truth: Tensor, k: int, gt_first: bool) -> tuple[Tensor, Tensor]:
+    """(ids, scores) [n, k] of the best entries of each row of ``logp`` [n, V], best first;
+    with ``gt_first`` the true word first with its own score, then the k-1 best others.
+    Rows with fewer than k finite scores end in score -inf (padding)."""
+    if gt_first:
+        first = logp.gather(1, truth[:, None])
+        scores, ids = logp.scatter(1, truth[:, None], -math.inf).topk(min(k - 1, logp.shape[1]), dim=1)
+        scores, ids = torch.cat([first, scores], 1), torch.cat([truth[:, None], ids], 1)
+    else:
+        scores, ids = logp.topk(min(k, logp.shape[1]), dim=1)
+    missing = k - ids.shape[1]  # a vocabulary smaller than k
+    return (torch.nn.functional.pad(ids, (0, missing)),
+            torch.nn.functional.pad(scores, (0, missing), value=-math.inf))
+
+
+def write_neural_ranks(model: NgramModel, teacher: NeuralTeacher, stream: np.ndarray,
+                       target: str | os.PathLike | BinaryIO, k: int, gt_first: bool = True,
+                       with_scores: bool = True, corpus: str = "",
+                       on_rows: Callable[[int], None] | None = None) -> None:
+    """Rank ``stream`` (ids of ``model``'s vocabulary) with a neural teacher into a ranks
+    file at ``target``, like :func:`ngram_teacher.rank.write_ranks`; scores are natural logs."""
+    check_k(k)
+    header = ranks_header(model, stream, k, gt_first, corpus, teacher.description,
+                          SCORES if with_scores else None)
+
+    def fill(arrays: dict) -> None:
+        truth_of = torch.from_numpy(np.asarray(stream, np.int64))
+        for positions, logp in teacher.blocks(stream, k):
+            ids, scores = top_entries(logp.float().cpu(), truth_of[positions], k, gt_first)
+            real = torch.isfinite(scores)
+            if gt_first:  # the true word is an entry even where its probability underflows
+                real[:, 0] = True
+            rows = positions.numpy()
+            arrays["ids"][rows] = np.where(real.numpy(), ids.numpy(), header["pad_id"])
+            arrays["orders"][rows] = real.numpy().astype(np.uint8)
+            if "scores" in arrays:
+                arrays["scores"][rows] = scores.numpy()
+            if on_rows:
+                on_rows(len(rows))
+
+    write_rank_file(header, target, fill)
+
+
+# ---- born-again: a trained student ------------------------------------------------------
+
+def born_again_teacher(run_dir: Path, target: NgramModel, device: torch.device,
+                       columns: int = STUDENT_COLUMNS) -> NeuralTeacher:
+    """The best checkpoint of a student run; its vocabulary must be ``target``'s."""
+    config = RunConfig.load(run_dir / "config.json")
+    own = NgramModel(config.model_dir)
+    if own.meta["vocab_sha256"] != target.meta["vocab_sha256"]:
+        raise NgteachError(f"{run_dir}: the student's vocabulary (of {config.model_dir}) is not the ranked "
+                           f"model's ({target.directory}); rank with --model {config.model_dir}")
+    checkpoint = run_dir / "checkpoints" / "best.pt"
+    student = build_student(config.student, len(own.vocab))
+    student.load_state_dict(load_checkpoint(checkpoint)["model"])
+    student.to(device).eval()
+    description = {"kind": "born-again", "run": str(run_dir.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
+                   "student": config.student.kind, "columns": columns, "window": config.student.window}
+    return NeuralTeacher(description, lambda stream, k: student_blocks(
+        student, stream, own.vocab.eos_id, columns, config.student.window, device))
+
+
+@torch.inference_mode()
+def student_blocks(student: torch.nn.Module, stream: np.ndarray, before: int, columns: int, length: int,
+                   device: torch.device) -> Iterator[Block]:
+    """Full-softmax log-probabilities of every position, read as :func:`train.token_logprobs`
+    reads a text (``columns`` parts side by side, ``length`` tokens at a time, the state
+    carried; ``before`` first), but all columns in one batch."""
+    n = len(stream)
+    per_column = -(-n // columns)
+    # inputs[c, j] is the token before position c * per_column + j; past the end, padding
+    # that only ever follows the real positions of its column.
+    inputs = torch.zeros(columns * per_column, dtype=torch.int64)
+    inputs[:n] = torch.from_numpy(np.concatenate(([before], np.asarray(stream[:-1], np.int64))))
+    inputs = inputs.view(columns, per_column)
+    positions = torch.arange(columns * per_column).view(columns, per_column)
+    state = None
+    for start in range(0, per_column, length):
+        logits, state = student(inputs[:, start:start + length].to(device), state)
+        where = positions[:, start:start + length].reshape(-1)
+        real = where < n
+        yield where[real], logits.float().log_softmax(-1).flatten(0, 1)[real.to(device)]
+
+
+# ---- Hugging Face teachers ------------------------------------------------------------------
+
+def _transformers(kind: str):
+    try:
+        import transformers
+    except ImportError:
+        raise NgteachError(f"--teacher {kind} needs the optional 'transformers' package: "
+                           "pip install ngteach[hf]") from None
+    return transformers
+
+
+def hf_teacher(kind: str, directory: Path, target: NgramModel, device: torch.device) -> NeuralTeacher:
+    """A local Hugging Face model directory of the kind named (causal or masked LM),
+    loaded offline, scoring ``target``'s words through its own tokenizer."""
+    transformers = _transformers(kind)
+    from transformers.models.auto import modeling_auto
+
+    if not (directory / "config.json").is_file():
+        raise NgteachError(f"{directory}: not a Hugging Face model directory (no config.json)")
+    config = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+    causal = kind == "hf-causal"
+    accepted = (modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES if causal
+                else modeling_auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES).values()
+    architectures = config.architectures or []
+    if not any(name in accepted for name in architectures):
+        raise NgteachError(f"{directory}: a {'/'.join(architectures) or 'model of unknown architecture'}, not a "
+                           f"{'causal' if causal else 'masked'} language model as --teacher {kind} needs")
+    auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModelForMaskedLM
+    try:
+        network = auto.from_pretrained(directory, local_files_only=True).to(device).eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise NgteachError(f"{directory}: cannot load the model or its tokenizer ({e})") from None
+    pieces = WordPieces.of(tokenizer, target.vocab.tokens, causal)
+    description = {"kind": kind, "model": str(directory.resolve()), "architecture": architectures[0],
+                   "weights_sha256": _weights_sha256(directory), "context_pieces": PIECE_CONTEXT}
+    blocks = causal_blocks if causal else masked_blocks
+    return NeuralTeacher(description, lambda stream, k: blocks(network, tokenizer, pieces, stream, k, device))
+
+
+def _weights_sha256(directory: Path) -> str | None:
+    """What identifies the weights: the sha256 of the first weights file found."""
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return file_sha256(directory / name)
+    return None
+
+
+@dataclass
+class WordPieces:
+    """The teacher's pieces of every target word: ``table`` [V, longest] (padded with 0),
+    ``lengths`` [V]. A word is tokenized alone, after a space (so byte-level BPE gives
+    its mid-line form); ``<eos>`` is a line break, or the tokenizer's separator where a
+    line break has no piece (WordPiece)."""
+
+    table: Tensor
+    lengths: Tensor
+
+    @classmethod
+    def of(cls, tokenizer, words: list[str], causal: bool) -> "WordPieces":
+        fallback = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.eos_token_id
+        line_end = tokenizer.encode("\n", add_special_tokens=False) or [
+            tokenizer.eos_token_id if causal else tokenizer.sep_token_id]
+        encoded = [line_end if word == EOS else tokenizer.encode(" " + word, add_special_tokens=False) or [fallback]
+                   for word in words]
+        lengths = torch.tensor([len(p) for p in encoded])
+        table = torch.zeros(len(words), int(lengths.max()), dtype=torch.int64)
+        for w, p in enumerate(encoded):
+            table[w, :len(p)] = torch.tensor(p)
+        return cls(table, lengths)
+
+    def stream(self, stream: np.ndarray) -> tuple[Tensor, Tensor]:
+        """(pieces of the whole stream, where each position's pieces start)."""
+        ids = torch.from_numpy(np.asarray(stream, np.int64))
+        lengths = self.lengths[ids]
+        starts = torch.cumsum(lengths, 0) - lengths
+        keep = torch.arange(self.table.shape[1])[None, :] < lengths[:, None]
+        return self.table[ids][keep], starts
+
+
+def _batches_by_key(lengths: Tensor) -> Iterator[Tensor]:
+    """Positions grouped by context length (or shape), at most POSITIONS_PER_BATCH at a time (only
+    the positions near the stream's ends have short contexts)."""
+    for length in torch.unique(lengths).tolist():
+        positions = torch.nonzero(lengths == length)[:, 0]
+        yield from positions.split(POSITIONS_PER_BATCH)
+
+
+@torch.inference_mode()
+def causal_blocks(network, tokenizer, words: WordPieces, stream: np.ndarray, k: int,
+                  device: torch.device) -> Iterator[Block]:
+    """Exact full-word log-probabilities, chained over pieces, of every word that can
+    enter the top k (FORMATS.md): single-piece words come from one forward pass; a
+    multi-piece word is chained only if its first piece alone beats the k-th best
+    single-piece word (a chain is never more probable than its first piece), so the
+    top k of each row are exact."""
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    pieces, starts = words.stream(stream)
+    pieces = torch.cat([torch.tensor([start]), pieces])  # position i's context ends at pieces[starts[i]]
+    context = torch.clamp(starts + 1, max=PIECE_CONTEXT)
+    truth = torch.from_numpy(np.asarray(stream, np.int64))
+    for positions in _batches_by_key(context):
+        window = starts[positions, None] + 1 - context[positions, None] + torch.arange(int(context[positions[0]]))
+        contexts = pieces[window]
+        logits = network(input_ids=contexts.to(device)).logits[:, -1].float()
+        yield positions, _chained_scores(network, words, contexts, logits.log_softmax(-1), truth[positions], k, device)
+
+
+def _chained_scores(network, words: WordPieces, contexts: Tensor, first: Tensor, truth: Tensor, k: int,
+                    device: torch.device) -> Tensor:
+    """[n, V] log-probabilities: every single-piece word, and the multi-piece words whose
+    first piece beats the row's k-th best single-piece word (and the true word), -inf
+    for the rest (they cannot enter the top k)."""
+    first = first.cpu()
+    logp = first[:, words.table[:, 0]]
+    single = words.lengths == 1
+    singles = logp[:, single]
+    bound = singles.topk(k, dim=1).values[:, -1] if singles.shape[1] >= k else torch.full(
+        (len(logp),), -math.inf)
+    wanted = (~single)[None, :] & (logp > bound[:, None])
+    wanted[torch.arange(len(truth)), truth] |= ~single[truth]
+    logp[:, ~single] = -math.inf
+    rows, chosen = torch.nonzero(wanted, as_tuple=True)
+    for part in torch.arange(len(rows)).split(PAIRS_PER_BATCH):
+        r, w = rows[part], chosen[part]
+        logp[r, w] = first[r, words.table[w, 0]] + _continuations(network, words, contexts[r], w, device)
+    return logp
+
+
+def _continuations(network, words: WordPieces, contexts: Tensor, chosen: Tensor, device: torch.device) -> Tensor:
+    """log p(pieces 2.. of each chosen word | its context and the pieces before): one
+    forward pass of context + pieces (right padding never influences earlier tokens)."""
+    table = words.table[chosen]
+    inputs = torch.cat([contexts, table[:, :-1]], 1).to(device)
+    logp = network(input_ids=inputs).logits[:, contexts.shape[1]:].float().log_softmax(-1).cpu()
+    per_piece = logp.gather(2, table[:, 1:, None])[..., 0]
+    real = torch.arange(1, table.shape[1])[None, :] < words.lengths[chosen][:, None]
+    return (per_piece * real).sum(1)
+
+
+@torch.inference_mode()
+def masked_blocks(network, tokenizer, words: WordPieces, stream: np.ndarray, k: int,
+                  device: torch.device) -> Iterator[Block]:
+    """Word log-probabilities from a masked LM: position i's word is replaced by L
+    ``[MASK]`` slots between up to PIECE_CONTEXT pieces on each side, for each piece
+    count L of the vocabulary; a word of L pieces scores the sum of its pieces' log
+    probabilities at the L slots (read in one pass, not chained). Every word is scored,
+    so ``k`` is not needed."""
+    pieces, starts = words.stream(stream)
+    ends = starts + words.lengths[torch.from_numpy(np.asarray(stream, np.int64))]
+    left = torch.clamp(starts, max=PIECE_CONTEXT)
+    right = torch.clamp(len(pieces) - ends, max=PIECE_CONTEXT)
+    shape = left * (PIECE_CONTEXT + 1) + right  # positions with equal contexts batch together
+    for positions in _batches_by_key(shape):
+        logp = torch.full((len(positions), len(words.lengths)), -math.inf)
+        for count in torch.unique(words.lengths).tolist():
+            have = words.lengths == count
+            slots = _masked_slots(network, tokenizer, pieces, starts[positions], ends[positions],
+                                  int(left[positions[0]]), int(right[positions[0]]), count, device)
+            logp[:, have] = slots.gather(2, words.table[have, :count].T[None].expand(len(positions), -1, -1)).sum(1)
+        yield positions, logp
+
+
+def _masked_slots(network, tokenizer, pieces: Tensor, starts: Tensor, ends: Tensor, left: int, right: int,
+                  count: int, device: torch.device) -> Tensor:
+    """Log-probabilities [n, count, pieces vocabulary] at ``count`` mask slots put in place
+    of each position's word, with ``left``/``right`` pieces of context."""
+    n = len(starts)
+    before = pieces[starts[:, None] - left + torch.arange(left)]
+    after = pieces[ends[:, None] + torch.arange(right)]
+    special = lambda token: torch.full((n, 1), token)  # noqa: E731
+    inputs = torch.cat([special(tokenizer.cls_token_id), before, special(tokenizer.mask_token_id).expand(n, count),
+                        after, special(tokenizer.sep_token_id)], 1)
+    logits = network(input_ids=inputs.to(device)).logits[:, 1 + left:1 + left + count]
+    return logits.float().log_softmax(-1).cpu()
