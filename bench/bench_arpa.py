@@ -18,7 +18,7 @@ bench/data/arpa-<N>-o<ORDER>/) are removed at the end unless --keep. Target at 2
 953 MB, what ``lmplz -o 4`` took.
 
     python bench/bench_arpa.py                                   # 20M tokens, order 4, once
-    python bench/bench_arpa.py --repeat 3 --lmplz /work/lmplz/build/bin/lmplz
+    python bench/bench_arpa.py --repeat 3 --lmplz PATH/TO/lmplz
 """
 from __future__ import annotations
 
