@@ -38,6 +38,10 @@ _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 _COUNT_LINE = re.compile(rb"ngram\s+(\d+)\s*=\s*(\d+)")
 
 
+# How ARPA files spell sentence start and end (the token stream's <eos> is ARPA's </s>).
+ARPA_BOS, ARPA_EOS = "<s>", "</s>"
+
+
 @dataclass
 class ArpaOrder:
     """The n-grams of one order m: ``ngrams[i]`` holds m indices into ``ArpaTables.words``."""

@@ -44,13 +44,12 @@ from corpora import NgteachError
 from corpora.text import EOS, UNK
 from corpora.vocab import Vocabulary
 
-from .arpa import ArpaOrder, ArpaTables, read_arpa
+from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables, read_arpa
 from .model import NgramModel, file_sha256
 from .rank import check_k, check_min_order, ranks_header
 from .rankfile import write_rank_file
 
 NONE = -1
-BOS, EOS_ARPA = "<s>", "</s>"
 BLOCK_ROWS = 1 << 14
 FIRST_WIDTH = 8  # candidates read per level at first (then 16, 32, ... for the rows that need more)
 LN10 = math.log(10)
@@ -173,7 +172,7 @@ class ArpaTeacher:
         words, unigrams = _with_unknown(tables)
         self.n_words = len(words)
         self.unk = words.index(UNK)
-        self.bos = words.index(BOS) if BOS in words else NONE
+        self.bos = words.index(ARPA_BOS) if ARPA_BOS in words else NONE
         self.eos_id = vocab.id(EOS) if EOS in vocab else None
         self.model_to_arpa, self.arpa_to_model, self.unknown_ids = _vocabulary_maps(
             words, unigrams.ngrams[:, 0], vocab, self.unk, k)
@@ -399,10 +398,10 @@ def _vocabulary_maps(words: list[str], unigram_words: np.ndarray, vocab: Vocabul
     """(model id -> ARPA word, ARPA word -> model id or NONE, the first k model ids scored
     as <unk>). Only ARPA words with a 1-gram count as known."""
     unigram = {words[w]: w for w in unigram_words.tolist()}
-    known = {word: w for word, w in unigram.items() if word not in (BOS, EOS_ARPA)}
+    known = {word: w for word, w in unigram.items() if word not in (ARPA_BOS, ARPA_EOS)}
     model_to_arpa = np.array([known.get(token, unk) for token in vocab.tokens], np.int64)
-    if EOS in vocab and EOS_ARPA in unigram:
-        model_to_arpa[vocab.id(EOS)] = unigram[EOS_ARPA]
+    if EOS in vocab and ARPA_EOS in unigram:
+        model_to_arpa[vocab.id(EOS)] = unigram[ARPA_EOS]
     arpa_to_model = np.full(len(words), NONE, np.int64)
     is_known = model_to_arpa != unk
     arpa_to_model[model_to_arpa[is_known]] = np.flatnonzero(is_known)

@@ -45,13 +45,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from corpora import NgteachError
+from corpora.text import UNK
 
 from . import kernels
-from .arpa import ArpaOrder, ArpaTables
+from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables
 from .kernels import MAX_ORDER
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-ARPA_SPECIALS = (UNK, BOS, EOS)  # ARPA words 0, 1, 2, as lmplz numbers them
+ARPA_SPECIALS = (UNK, ARPA_BOS, ARPA_EOS)  # ARPA words 0, 1, 2, as lmplz numbers them
 LMPLZ_FALLBACK = (0.5, 1.0, 1.5)  # lmplz --discount_fallback with no values
 BOS_LOG10_PROB = 0.0  # lmplz gives <s> probability 1 (SRILM would write -99); queries never score <s>
 
@@ -289,7 +289,7 @@ def _model_unigrams(dense: ArpaOrder, word_ids: np.ndarray) -> ArpaOrder:
     ``<s>`` gets lmplz's probability."""
     unigrams = ArpaOrder(dense.ngrams[word_ids], dense.log10_prob[word_ids],
                          None if dense.log10_backoff is None else dense.log10_backoff[word_ids])
-    unigrams.log10_prob[ARPA_SPECIALS.index(BOS)] = BOS_LOG10_PROB
+    unigrams.log10_prob[ARPA_SPECIALS.index(ARPA_BOS)] = BOS_LOG10_PROB
     return unigrams
 
 

@@ -14,7 +14,9 @@ import json
 import math
 import statistics
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -75,29 +77,30 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, list[Line]]:
                 summaries = [read_json_object(r.directory / "summary.json", "") for r in finished.values()]
                 lines.append(Line(config.name, config.teacher, finished, [s["test_ppl"] for s in summaries],
                                   [s["valid_ppl"] for s in summaries]))
-        _add_p_values(lines, spec.baseline)
+        # Each run takes part in several comparisons: read its log-probabilities once.
+        _add_p_values(lines, spec.baseline, lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0]))
         tables[corpus.name] = lines
     return tables
 
 
-def _add_p_values(lines: list[Line], baseline: str) -> None:
+def _add_p_values(lines: list[Line], baseline: str, logprobs: Callable[[Path], np.ndarray]) -> None:
     by_name = {line.config: line for line in lines}
     for line in lines:
         if baseline in by_name and line.config != baseline:
-            line.p_baseline = seed_pooled_p_value(line, by_name[baseline])
+            line.p_baseline = seed_pooled_p_value(line, by_name[baseline], logprobs)
         rivals = [other for other in lines if other.teacher == line.teacher and other is not line]
         if rivals:
             best = min(rivals, key=lambda other: other.test_mean)
-            line.other, line.p_other = best.config, seed_pooled_p_value(line, best)
+            line.other, line.p_other = best.config, seed_pooled_p_value(line, best, logprobs)
 
 
-def seed_pooled_p_value(a: Line, b: Line) -> float | None:
+def seed_pooled_p_value(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]) -> float | None:
     """Paired bootstrap p-value of a against b on their seed-averaged log-probabilities."""
     seeds = sorted(set(a.runs) & set(b.runs))
     if not seeds:
         return None
-    pooled_a = np.mean([load_run_logprobs(a.runs[s].directory)[0] for s in seeds], axis=0)
-    pooled_b = np.mean([load_run_logprobs(b.runs[s].directory)[0] for s in seeds], axis=0)
+    pooled_a = np.mean([logprobs(a.runs[s].directory) for s in seeds], axis=0)
+    pooled_b = np.mean([logprobs(b.runs[s].directory) for s in seeds], axis=0)
     lines = load_run_lines(a.runs[seeds[0]].directory, len(pooled_a))
     block = max(1, min(BLOCK, len(pooled_a) // MIN_BLOCKS))
     return paired_bootstrap(pooled_a, pooled_b, block=block, lines=lines).p_value
