@@ -15,7 +15,9 @@ The objective is cross-entropy plus ``weight`` times the teacher's term:
 ``ce`` nothing; ``ls`` label smoothing of ``weight``; ``rank`` the Plackett-Luce terms of
 the teacher's ranking after the ground truth (weight 1 with the ground truth first is the
 paper's plain PL loss); ``kl`` ``(1 - weight) * ce + weight * KL`` from the teacher's top-k
-log-probabilities. Evaluation is always full-softmax cross-entropy on every token.
+log-probabilities. ``smoothing`` label-smooths the cross-entropy term of ``rank`` and ``kl``
+(so a teacher's term can be tried on top of label smoothing). Evaluation is always
+full-softmax cross-entropy on every token.
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ class RunConfig:
     k: int | None = None  # first k entries of each ranks row (None = all)
     partition: str = "order"
     min_order: int = 1  # leave out teacher entries found below this backoff order
+    smoothing: float = 0.0  # label smoothing of the cross-entropy term (--loss ls: its weight)
     optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -77,6 +80,9 @@ class RunConfig:
     max_tokens: int | None = None  # stop after this many training tokens
     max_time: float | None = None  # or after this many seconds
     patience: int = 3  # epochs without a better validation perplexity before stopping
+    # The relative drop in validation perplexity that counts as better for patience and the
+    # plateau schedule, so a run stops once the rate is too small to matter instead of crawling on.
+    min_improvement: float = 0.001
     checkpoint_every: int = 200  # batches between mid-epoch checkpoints (0: only at epoch ends)
     eval_columns: int = 10
     seed: int = 0
@@ -104,6 +110,11 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {config.schedule!r}")
     if config.weight < 0 or (config.loss in ("ls", "kl") and config.weight > 1):
         raise NgteachError(f"--weight {config.weight} is out of range for --loss {config.loss}")
+    if not 0 <= config.smoothing < 1 or (config.smoothing and config.loss in ("ce", "ls")):
+        raise NgteachError(f"--smoothing {config.smoothing} needs --loss rank or kl and a value in [0, 1) "
+                           "(--loss ls --weight W is label smoothing alone)")
+    if not 0 <= config.min_improvement < 1:
+        raise NgteachError(f"--min-improvement must be in [0, 1), not {config.min_improvement}")
     if not 0 < config.valid_fraction < 1:
         raise NgteachError(f"--valid-fraction must be between 0 and 1, not {config.valid_fraction}")
     if config.checkpoint_every < 0:
@@ -171,19 +182,28 @@ def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
         # The true word's Plackett-Luce term is its cross-entropy: one pass gives both.
         terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
         ce = terms[..., 0]
-        return ce + config.weight * terms[..., 1:].sum(-1), ce
-    logp = logits.float().log_softmax(-1)
-    ce = -logp.gather(-1, targets[..., None])[..., 0]
+        return smoothed(ce, logits, targets, config.smoothing) + config.weight * terms[..., 1:].sum(-1), ce
+    ce = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     if config.loss == "ls":
-        # Uniform label smoothing as in F.cross_entropy: weight/V on every word, the target included.
-        return (1 - config.weight) * ce - config.weight * logp.mean(-1), ce
+        return smoothed(ce, logits, targets, config.weight), ce
     if config.loss == "rank":
         ranking = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask).sum(-1)
-        return ce + config.weight * ranking, ce
+        return smoothed(ce, logits, targets, config.smoothing) + config.weight * ranking, ce
     if config.loss == "kl":
         kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
-        return (1 - config.weight) * ce + config.weight * kl, ce
+        return (1 - config.weight) * smoothed(ce, logits, targets, config.smoothing) + config.weight * kl, ce
     return ce, ce
+
+
+def smoothed(ce: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy with uniform label smoothing as in F.cross_entropy: ``smoothing / V``
+    on every word, the target included. The mean log-probability comes from the
+    cross-entropy already computed (log Z = ce + the target's logit): no second softmax."""
+    if not smoothing:
+        return ce
+    logits = logits.float()
+    mean_logp = logits.mean(-1) - (ce + logits.gather(-1, targets[..., None])[..., 0])
+    return (1 - smoothing) * ce - smoothing * mean_logp
 
 
 # ---- evaluation -------------------------------------------------------------------------
@@ -311,13 +331,14 @@ def averaged_weights(model: nn.Module, optimizer: torch.optim.Optimizer):
                 p.copy_(weights)
 
 
-def schedule_lr(config: RunConfig, optimizer: torch.optim.Optimizer, epoch: int, improved: bool) -> None:
-    """After each epoch: ``plateau`` divides the rate by 4 when validation did not improve,
+def schedule_lr(config: RunConfig, optimizer: torch.optim.Optimizer, epoch: int, progressed: bool) -> None:
+    """After each epoch: ``plateau`` divides the rate by 4 when validation did not get
+    ``min_improvement`` better,
     ``cosine`` follows a cosine from lr to 0 over ``epochs``; NT-ASGD keeps its rate."""
     if config.optimizer == "asgd":
         return
     for group in optimizer.param_groups:
-        if config.schedule == "plateau" and not improved:
+        if config.schedule == "plateau" and not progressed:
             group["lr"] /= 4
         elif config.schedule == "cosine":
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
@@ -364,18 +385,19 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
                                                 config.student.window, device))
             weights = {k: v.clone() for k, v in model.state_dict().items()}
         improved = valid_nll < state["best_valid"]
+        # Perplexity ratio as a difference of log-perplexities: exp(best - new) - 1 is the relative drop.
+        progressed = math.expm1(state["best_valid"] - valid_nll) > config.min_improvement
         state["history"].append(valid_nll)
         state.update(epoch=epoch, tokens=state["tokens"] + tokens, train_s=state["train_s"] + train_seconds,
                      wall_s=time.perf_counter() - started)
+        state["bad_epochs"] = 0 if progressed else state["bad_epochs"] + 1
         if improved:
-            state.update(best_valid=valid_nll, best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
+            state.update(best_valid=valid_nll, best_epoch=epoch)
         metrics = {"epoch": epoch, "tokens": state["tokens"], "train_loss": train_loss,
                    "train_ppl": perplexity(train_ce), "valid_ppl": perplexity(valid_nll),
                    "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / train_seconds,
                    "wall_s": state["wall_s"]}
-        schedule_lr(config, optimizer, epoch, improved)
+        schedule_lr(config, optimizer, epoch, progressed)
         if starts_averaging(config, state):
             state["averaging"] = True
             optimizer = make_optimizer(config, model, averaging=True)
@@ -386,7 +408,8 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
         log(f"epoch {epoch}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}"
             f"{' (best)' if improved else ''}, {metrics['tokens_per_s']:,.0f} tokens/s")
         if state["bad_epochs"] >= config.patience:
-            log(f"stopping: no better validation perplexity for {config.patience} epochs")
+            log(f"stopping: validation perplexity {config.min_improvement:.1%} better or more not seen "
+                f"for {config.patience} epochs")
     summary = _finish(config, data, model, state, device, distributed)
     distributed.close()
     return summary

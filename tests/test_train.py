@@ -127,6 +127,21 @@ def test_ce_and_label_smoothing_objectives_match_torch(loss, weight):
     torch.testing.assert_close(ce, F.cross_entropy(logits.transpose(1, 2), targets, reduction="none"))
 
 
+@pytest.mark.parametrize("k", [1, 8])  # ground truth alone / followed by the teacher's ranking
+def test_smoothing_label_smooths_the_cross_entropy_term_of_rank(teacher, k):
+    model = NgramModel(teacher / "ngteach-model")
+    positions = torch.arange(40, 60).view(2, 10)
+    logits = torch.randn(2, 10, len(model.vocab))
+    targets = torch.from_numpy(np.asarray(model.tokens()[positions.numpy()], dtype=np.int64))
+    rows = TeacherReader(RankFile(teacher / "ranks.bin"), k=k).rows(positions)
+    loss, ce = objective(RunConfig(loss="rank", weight=0.3, smoothing=0.2), logits, targets, rows)
+    unsmoothed, _ = objective(RunConfig(loss="rank", weight=0.3), logits, targets, rows)
+    plain = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    smooth = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", label_smoothing=0.2)
+    torch.testing.assert_close(ce, plain)
+    torch.testing.assert_close(loss - unsmoothed, smooth - plain)  # only the cross-entropy term changed
+
+
 # ---- whole runs -----------------------------------------------------------------------------
 
 def test_same_seed_same_run_bit_for_bit(teacher, tmp_path):
@@ -153,6 +168,17 @@ def test_run_directory_contents(teacher, tmp_path):
     assert len(logprobs) == summary["test_tokens"] == len(NgramModel(teacher / "ngteach-model").tokenizer
                                                           .encode_file(teacher / "test.txt"))
     assert summary["test_ppl"] < len(NgramModel(teacher / "ngteach-model").vocab)  # it learned something
+
+
+def test_min_improvement_stops_a_run_that_only_crawls(teacher, tmp_path):
+    # Every epoch after the first improves by far less than 90%: patience 2 stops after epoch 3,
+    # and the plateau schedule divides the rate by 4 after epoch 2 (the rate logged is the epoch's own).
+    summary = run(tiny_config(teacher, tmp_path / "r", epochs=6, patience=2, min_improvement=0.9), log=lambda m: None)
+    lines = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert summary["epochs"] == 3
+    assert [m["lr"] for m in lines] == pytest.approx([2e-3, 2e-3, 2e-3 / 4])
+    # yet the best checkpoint is the best epoch, however small its gain
+    assert summary["valid_ppl"] == pytest.approx(min(m["valid_ppl"] for m in lines))
 
 
 @pytest.mark.parametrize("every", ["0", "7"])  # killed after an epoch / in the middle of one
@@ -196,6 +222,9 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
     (["--loss", "rank", "--ranks", "missing.bin"], "missing.bin"),
     (["--valid", "EMPTY"], "empty"),
     (["--loss", "kl"], "log-probabilities"),
+    (["--smoothing", "0.1"], "--smoothing"),
+    (["--loss", "rank", "--smoothing", "1.5"], "--smoothing"),
+    (["--min-improvement", "-1"], "--min-improvement"),
 ])
 def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
     args = [str(teacher / "empty.txt") if a == "EMPTY" else a for a in args]
