@@ -145,8 +145,9 @@ def _run_grid(spec, out: Optional[Path], jobs: int, threads: Optional[int], data
                                  progress=lambda name, total: bars.add(name, total, "runs"))
     say(f"wrote {', '.join(str(f) for f in outcome['files'])}")
     if outcome["failed"]:
-        raise NgteachError(f"{len(outcome['failed'])} run(s) failed, the first {outcome['failed'][0].name} "
-                           f"(see {outcome['failed'][0].directory}.log); rerun to retry")
+        first = outcome["failed"][0]
+        raise NgteachError(f"{len(outcome['failed'])} run(s) failed or could not run, the first {first.name} "
+                           f"(see {first.log}); rerun to retry")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,9 +11,15 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     valid_fraction = 0.1            # the last lines of train become the validation text
     test = "../../shared/corpora/wikitext-2/test.txt"   # or test_fraction (taken before valid)
 
-    [teachers.count4]               # kind: count or kneser-ney
+    [teachers.count4]               # kind: count or kneser-ney (order, k) ...
     kind = "count"
     order = 4
+    k = 20
+
+    [teachers.ba]                   # ... or born-again: the student of a run of this grid
+    kind = "born-again"
+    run = "ce"                      # a configuration without a teacher ...
+    seed = 0                        # ... and which seed's run (default: the first seed)
     k = 20
 
     [student]                       # `ngteach distill` options shared by every run
@@ -31,6 +37,11 @@ directory and ranks file per teacher (built once, shared by every run that uses 
 ``ngteach distill`` run directory per configuration and seed, and the results. A run that
 finished is skipped, an interrupted one resumed, so rerunning a spec picks up where it
 stopped and rerunning a finished one changes nothing.
+
+The N-gram teachers are made before any run. A born-again teacher's ranks (as ``ngteach
+rank --teacher born-again:RUN --scores`` writes them) are made as soon as its run (of the
+same corpus) has finished; the runs that learn from it wait for them, the others start
+at once. If its run fails, they are not run (their log says why).
 """
 from __future__ import annotations
 
@@ -40,15 +51,18 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from corpora import NgteachError, check_corpus
 from ngram_teacher.files import read_json_object, write_atomic, write_json
 
-TEACHER_KINDS = ("count", "kneser-ney")
+# The keys of a [teachers.NAME] table besides kind, per kind.
+TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
+                "born-again": {"run", "seed", "k"}}
 LOSSES_WITH_TEACHER = ("rank", "kl")
 # Options the experiment sets itself for every run.
 RUN_OWNED = ("model", "ranks", "valid", "test", "out", "seed", "resume")
@@ -72,10 +86,12 @@ class TeacherSpec:
     order: int = 4
     k: int = 20
     discount_fallback: bool = False  # kneser-ney: lmplz's fallback discounts where needed
+    run: str | None = None  # born-again: the configuration (without a teacher) ...
+    seed: int | None = None  # ... and the seed of the run whose student teaches
 
     @property
     def has_logprobs(self) -> bool:
-        return self.kind == "kneser-ney"
+        return self.kind in ("kneser-ney", "born-again")
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,10 @@ class Run:
     def name(self) -> str:
         return f"{self.corpus}/{self.directory.name}"
 
+    @property
+    def log(self) -> Path:
+        return self.directory.with_name(self.directory.name + ".log")
+
 
 # ---- the spec ---------------------------------------------------------------------------------
 
@@ -138,12 +158,13 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     corpora = [_corpus(name, table, bad) for name, table in _tables(raw, "corpora", bad).items()]
     if not corpora:
         raise bad("no [corpora.NAME] table")
-    teachers = {name: _teacher(name, table, bad) for name, table in raw.get("teachers", {}).items()}
+    teachers = {name: _teacher(name, table, seeds, bad) for name, table in _tables(raw, "teachers", bad).items()}
     student = raw.get("student", {})
     _check_distill_options(student, "[student]", bad)
     configs = [c for name, table in _tables(raw, "losses", bad).items() for c in _configs(name, table, teachers, bad)]
     if not configs:
         raise bad("no [losses.NAME] table")
+    _check_born_again_runs(teachers, configs, bad)
     baseline = raw.get("baseline", configs[0].name)
     if baseline not in {c.name for c in configs}:
         raise bad(f"baseline {baseline!r} is none of the configurations {', '.join(c.name for c in configs)}")
@@ -176,14 +197,31 @@ def _corpus(name: str, table: dict, bad) -> CorpusSpec:
     return CorpusSpec(name, **table)
 
 
-def _teacher(name: str, table: dict, bad) -> TeacherSpec:
-    _only(table, {"kind", "order", "k", "discount_fallback"}, f"[teachers.{name}]", bad)
-    if table.get("kind") not in TEACHER_KINDS:
-        raise bad(f"[teachers.{name}] kind must be one of {', '.join(TEACHER_KINDS)}, not {table.get('kind')!r}")
-    teacher = TeacherSpec(name, **table)
+def _teacher(name: str, table: dict, seeds: list[int], bad) -> TeacherSpec:
+    where = f"[teachers.{name}]"
+    kind = table.get("kind")
+    if kind not in TEACHER_KEYS:
+        raise bad(f"{where} kind must be one of {', '.join(TEACHER_KEYS)}, not {kind!r}")
+    _only(table, {"kind", *TEACHER_KEYS[kind]}, f"{where} of kind {kind}", bad)
+    defaults = {"seed": seeds[0]} if kind == "born-again" else {}
+    teacher = TeacherSpec(name, **{**defaults, **table})
     if not (isinstance(teacher.order, int) and 1 <= teacher.order <= 16 and isinstance(teacher.k, int) and teacher.k >= 1):
-        raise bad(f"[teachers.{name}] order must be 1..16 and k at least 1")
+        raise bad(f"{where} order must be 1..16 and k at least 1")
+    if kind == "born-again" and not isinstance(teacher.run, str):
+        raise bad(f"{where} needs run, the configuration (without a teacher) whose student teaches")
+    if kind == "born-again" and not (isinstance(teacher.seed, int) and teacher.seed in seeds):
+        raise bad(f"{where} seed must be one of the seeds {seeds}, not {teacher.seed!r}")
     return teacher
+
+
+def _check_born_again_runs(teachers: dict[str, TeacherSpec], configs: list[Config], bad) -> None:
+    """A born-again teacher learns from a configuration of the spec without a teacher (so
+    no run ever waits for itself)."""
+    plain = [config.name for config in configs if config.teacher is None]
+    for teacher in teachers.values():
+        if teacher.kind == "born-again" and teacher.run not in plain:
+            raise bad(f"[teachers.{teacher.name}] run {teacher.run!r} is none of the configurations without "
+                      f"a teacher ({', '.join(plain) or 'there are none'})")
 
 
 def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], bad) -> list[Config]:
@@ -231,6 +269,12 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
                            "out": str(directory), "seed": seed}
                 runs.append(Run(corpus.name, config, seed, directory, tuple(_distill_args(options))))
     return runs
+
+
+def source_run(runs: list[Run], corpus: str, teacher: TeacherSpec) -> Run:
+    """The run whose student the born-again ``teacher`` of ``corpus`` is."""
+    return next(run for run in runs
+                if (run.corpus, run.config.name, run.seed) == (corpus, teacher.run, teacher.seed))
 
 
 def teacher_files(corpus_dir: Path, teacher: TeacherSpec | None) -> tuple[Path, Path | None]:
@@ -306,7 +350,8 @@ def _read_text(spec: Spec, name: str, data_dir: Path | None) -> str:
 
 
 def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[str], None]) -> None:
-    """Build the shared base model and every teacher's ranks file that is not there yet."""
+    """Build the shared base model and every N-gram teacher's ranks file that is not there
+    yet (born-again teachers come from runs, see :func:`execute`)."""
     from ngram_teacher import NgramModel, build_model
 
     corpus_dir = out / corpus.name
@@ -316,7 +361,7 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
         build_model(train, base, order=1)
     for teacher in spec.teachers.values():
         model, ranks = teacher_files(corpus_dir, teacher)
-        if ranks.exists():
+        if ranks.exists() or teacher.kind == "born-again":
             continue
         log(f"{corpus.name}: making teacher {teacher.name} ({teacher.kind}, order {teacher.order}, k {teacher.k})")
         ranks.parent.mkdir(parents=True, exist_ok=True)
@@ -356,28 +401,120 @@ def run_state(run: Run) -> str:
     return "new"
 
 
-def execute(runs: list[Run], jobs: int, threads: int, on_done: Callable[[Run, int], None]) -> list[Run]:
-    """Run what is not done yet, ``jobs`` at a time with ``threads`` torch threads each;
-    return the runs that failed (their log is ``run.log`` in the run directory)."""
-    pending = [run for run in runs if run_state(run) != "done"]
+@dataclass(eq=False)
+class Step:
+    """A unit of work for :func:`schedule`: ``work()`` says whether it succeeded."""
+
+    name: str
+    work: Callable[[], bool]
+    skip: Callable[["Step"], None]  # told the failed step that keeps it from being done
+    needs: list["Step"] = field(default_factory=list)  # steps that must succeed first
+
+
+def schedule(steps: list[Step], jobs: int) -> dict[Step, Step]:
+    """Do every step once the steps it needs have succeeded, at most ``jobs`` at a time,
+    the steps others wait for first; a step behind a failed one is skipped. Returns each
+    failed or skipped step with the failed step behind it."""
+    awaited = {need for step in steps for need in step.needs}
+    waiting = sorted(steps, key=lambda step: step not in awaited)
+    running: dict[Future, Step] = {}
+    succeeded: set[Step] = set()
+    failed: dict[Step, Step] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        codes = list(pool.map(lambda run: _distill(run, threads, on_done), pending))
-    return [run for run, code in zip(pending, codes) if code != 0]
+        while waiting or running:
+            for step in list(waiting):
+                cause = next((failed[need] for need in step.needs if need in failed), None)
+                if cause is not None:
+                    waiting.remove(step)
+                    failed[step] = cause
+                    step.skip(cause)
+                elif len(running) < jobs and succeeded.issuperset(step.needs):
+                    waiting.remove(step)
+                    running[pool.submit(step.work)] = step
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                step = running.pop(future)
+                if future.result():
+                    succeeded.add(step)
+                else:
+                    failed[step] = step
+    return failed
 
 
-def _distill(run: Run, threads: int, on_done: Callable[[Run, int], None]) -> int:
+def execute(spec: Spec, runs: list[Run], out: Path, jobs: int, threads: int, on_done: Callable[[Run, str], None],
+            log: Callable[[str], None]) -> list[Run]:
+    """Run what is not done yet, ``jobs`` at a time with ``threads`` torch threads each,
+    making each born-again teacher once its run is done, before the runs that learn from
+    it; return the runs that failed or could not run (their ``.log`` says why)."""
+    steps = {run.name: Step(run.name, partial(_distill, run, threads, on_done), partial(_not_run, run, on_done))
+             for run in runs if run_state(run) != "done"}
+    teachers = _born_again_steps(spec, runs, out, steps, threads, log)
+    failed = schedule([*teachers, *steps.values()], jobs)
+    return [run for run in runs if steps.get(run.name) in failed]
+
+
+def _born_again_steps(spec: Spec, runs: list[Run], out: Path, steps: dict[str, Step], threads: int,
+                      log: Callable[[str], None]) -> list[Step]:
+    """A step per born-again teacher still to make, after its run (if that is still to
+    run) and before the runs (in ``steps``) that learn from it."""
+    made = []
+    for corpus in spec.corpora:
+        for teacher in spec.teachers.values():
+            if teacher.kind != "born-again" or teacher_files(out / corpus.name, teacher)[1].exists():
+                continue
+            source = source_run(runs, corpus.name, teacher)
+            name = f"{corpus.name}/teachers/{teacher.name}"
+            step = Step(name, partial(_make_born_again, out / corpus.name, teacher, source, threads, log),
+                        partial(_not_made, name, log),
+                        [steps[source.name]] if source.name in steps else [])
+            for run in runs:
+                if (run.corpus, run.config.teacher) == (corpus.name, teacher.name) and run.name in steps:
+                    steps[run.name].needs.append(step)
+            made.append(step)
+    return made
+
+
+def _make_born_again(corpus_dir: Path, teacher: TeacherSpec, source: Run, threads: int,
+                     log: Callable[[str], None]) -> bool:
+    """Rank the training text by the best checkpoint of ``source`` as ``ngteach rank
+    --teacher born-again:RUN --scores`` does (gt first, log-probabilities)."""
+    model, ranks = teacher_files(corpus_dir, teacher)
+    log(f"{corpus_dir.name}: making teacher {teacher.name} (born-again from {source.name}, k {teacher.k})")
+    code = _ngteach(["rank", "--model", str(model), "--teacher", f"born-again:{source.directory}", "--scores",
+                     "--k", str(teacher.k), "--output", str(ranks)], ranks.with_name("ranks.log"), threads)
+    if code != 0:
+        log(f"{corpus_dir.name}/teachers/{teacher.name}: failed (exit {code}), see its ranks.log")
+    return code == 0
+
+
+def _not_made(name: str, log: Callable[[str], None], cause: Step) -> None:
+    log(f"{name}: not made, {cause.name} failed")
+
+
+def _distill(run: Run, threads: int, on_done: Callable[[Run, str], None]) -> bool:
     state = run_state(run)
     if state == "new" and run.directory.exists():  # killed before its first checkpoint
         shutil.rmtree(run.directory)
     args = ["--resume", str(run.directory)] if state == "interrupted" else list(run.args)
-    log = run.directory.with_name(run.directory.name + ".log")
+    code = _ngteach(["distill", *args], run.log, threads)
+    on_done(run, "finished" if code == 0 else f"failed (exit {code}), see its .log")
+    return code == 0
+
+
+def _not_run(run: Run, on_done: Callable[[Run, str], None], cause: Step) -> None:
+    why = f"not run: its teacher {run.config.teacher} could not be made ({cause.name} failed)"
+    with open(run.log, "a", encoding="utf-8") as f:
+        f.write(why + "\n")
+    on_done(run, why)
+
+
+def _ngteach(args: list[str], log: Path, threads: int) -> int:
+    """The exit code of ``ngteach ARGS`` with ``threads`` torch threads, its output appended
+    to ``log`` (whose folder is made)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log, "a", encoding="utf-8") as f:
-        code = subprocess.run([sys.executable, "-m", "ngram_teacher", "distill", *args], stdout=f, stderr=f,
+        return subprocess.run([sys.executable, "-m", "ngram_teacher", *args], stdout=f, stderr=f,
                               stdin=subprocess.DEVNULL, env=env).returncode
-    on_done(run, code)
-    return code
 
 
 # ---- the whole experiment ---------------------------------------------------------------------
@@ -403,11 +540,11 @@ def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int | None = N
         f"({jobs} at a time, {threads} thread(s) each)")
     advance = progress("runs", len(left)) if progress else (lambda n: None)
 
-    def done(run: Run, code: int) -> None:
+    def done(run: Run, outcome: str) -> None:
         advance(1)
-        log(f"{run.name}: {'finished' if code == 0 else f'failed (exit {code}), see its .log'}")
+        log(f"{run.name}: {outcome}")
 
-    failed = execute(runs, jobs, threads, done)
+    failed = execute(spec, runs, out, jobs, threads, done, log)
     files = write_results(spec, runs, out)
     return {"failed": failed, "files": files}
 
@@ -446,7 +583,7 @@ discount_fallback = true
 [student]
 student = "lstm"
 size = "tiny"
-epochs = 6
+epochs = 3
 lr = 0.005
 
 [losses.ce]

@@ -9,6 +9,8 @@ teacher does. All entries are one partition (order 1): a neural teacher has no b
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import os
 from dataclasses import dataclass
@@ -34,9 +36,13 @@ KINDS = ("born-again", "hf-causal", "hf-masked")
 # Rows of the born-again teacher read side by side (like evaluation's columns, but more,
 # so that one forward pass fills a GPU).
 STUDENT_COLUMNS = 64
-PIECE_CONTEXT = 128  # subword pieces of context a Hugging Face teacher sees (each side for hf-masked)
-POSITIONS_PER_BATCH = 32
-PAIRS_PER_BATCH = 256  # (position, multi-piece word) sequences per forward pass of hf-causal
+PIECE_CONTEXT = 128  # subword pieces of context hf-masked sees on each side
+POSITIONS_PER_BATCH = 32  # hf-masked
+# hf-causal reads the stream in windows of this many pieces, advanced by half a window (FORMATS.md)
+WINDOW_PIECES = 256
+# Pieces of chained words appended to a window per forward pass of hf-causal: what bounds the
+# memory of its logits [pieces, pieces vocabulary] and of its attention mask [pieces, window + pieces].
+PIECES_PER_PASS = 512
 
 # One block of teacher output: the stream positions and their log-probabilities [n, V].
 Block = tuple[Tensor, Tensor]
@@ -194,9 +200,15 @@ def hf_teacher(kind: str, directory: Path, target: NgramModel, device: torch.dev
         raise NgteachError(f"{directory}: cannot load the model or its tokenizer ({e})") from None
     pieces = WordPieces.of(tokenizer, target.vocab.tokens, causal)
     description = {"kind": kind, "model": str(directory.resolve()), "architecture": architectures[0],
-                   "weights_sha256": _weights_sha256(directory), "context_pieces": PIECE_CONTEXT}
-    blocks = causal_blocks if causal else masked_blocks
-    return NeuralTeacher(description, lambda stream, k: blocks(network, tokenizer, pieces, stream, k, device))
+                   "weights_sha256": _weights_sha256(directory)}
+    if not causal:
+        description["context_pieces"] = PIECE_CONTEXT
+        return NeuralTeacher(description, lambda stream, k: masked_blocks(network, tokenizer, pieces, stream, k,
+                                                                          device))
+    window = causal_window(network, pieces)
+    description |= {"window_pieces": window, "stride_pieces": window // 2}
+    return NeuralTeacher(description, lambda stream, k: causal_blocks(network, tokenizer, pieces, stream, k, device,
+                                                                      window, window // 2))
 
 
 def _weights_sha256(directory: Path) -> str | None:
@@ -247,32 +259,73 @@ def _batches_by_key(lengths: Tensor) -> Iterator[Tensor]:
         yield from positions.split(POSITIONS_PER_BATCH)
 
 
+def causal_window(network, words: WordPieces) -> int:
+    """WINDOW_PIECES, or less where the model's positions cannot hold a window and the pieces
+    of a word chained after its last piece."""
+    longest = words.table.shape[1]
+    limit = getattr(network.config, "max_position_embeddings", None) or WINDOW_PIECES + longest
+    window = min(WINDOW_PIECES, limit - longest + 1)
+    if window < 2:
+        raise NgteachError(f"the model reads {limit} positions: too few for words of {longest} pieces")
+    return window
+
+
 @torch.inference_mode()
-def causal_blocks(network, tokenizer, words: WordPieces, stream: np.ndarray, k: int,
-                  device: torch.device) -> Iterator[Block]:
+def causal_blocks(network, tokenizer, words: WordPieces, stream: np.ndarray, k: int, device: torch.device,
+                  window: int, stride: int) -> Iterator[Block]:
     """Exact full-word log-probabilities, chained over pieces, of every word that can
-    enter the top k (FORMATS.md): single-piece words come from one forward pass; a
-    multi-piece word is chained only if its first piece alone beats the k-th best
-    single-piece word (a chain is never more probable than its first piece), so the
-    top k of each row are exact."""
+    enter the top k (FORMATS.md). The stream's pieces are read in windows of ``window``
+    pieces starting every ``stride`` pieces, and each position is scored in the first window
+    that holds the last piece of its context. One forward pass of a window gives the first
+    piece of every word at all its positions; a multi-piece word is chained only if its
+    first piece alone beats the k-th best single-piece word (a chain is never more probable
+    than its first piece), so the top k of each row are exact."""
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    pieces, starts = words.stream(stream)
-    pieces = torch.cat([torch.tensor([start]), pieces])  # position i's context ends at pieces[starts[i]]
-    context = torch.clamp(starts + 1, max=PIECE_CONTEXT)
+    pieces, ends = words.stream(stream)
+    pieces = torch.cat([torch.tensor([start]), pieces])  # position i's context ends at pieces[ends[i]]
+    owner = torch.clamp((ends - window + stride) // stride, min=0)  # the first window holding pieces[ends[i]]
     truth = torch.from_numpy(np.asarray(stream, np.int64))
-    for positions in _batches_by_key(context):
-        window = starts[positions, None] + 1 - context[positions, None] + torch.arange(int(context[positions[0]]))
-        contexts = pieces[window]
-        logits = network(input_ids=contexts.to(device)).logits[:, -1].float()
-        yield positions, _chained_scores(network, words, contexts, logits.log_softmax(-1), truth[positions], k, device)
+    for positions in _runs(owner):
+        first = int(owner[positions[0]]) * stride
+        offsets = ends[positions] - first  # where each context ends in the window
+        # the window, cut after its last context (the stream's last window is shorter)
+        next_pieces, cached = _read_window(network, pieces[first:first + int(offsets[-1]) + 1], offsets, device)
+        yield positions, _chained_scores(network, cached, words, offsets, next_pieces, truth[positions], k, device)
 
 
-def _chained_scores(network, words: WordPieces, contexts: Tensor, first: Tensor, truth: Tensor, k: int,
-                    device: torch.device) -> Tensor:
+def _runs(keys: Tensor) -> list[Tensor]:
+    """The indices of each run of equal consecutive ``keys``."""
+    return list(torch.arange(len(keys)).split(torch.unique_consecutive(keys, return_counts=True)[1].tolist()))
+
+
+@dataclass
+class CachedWindow:
+    """The key-value cache of a forward pass over a window of ``length`` pieces."""
+
+    cache: object
+    length: int
+
+
+def _read_window(network, inputs: Tensor, offsets: Tensor, device: torch.device) -> tuple[Tensor, CachedWindow]:
+    """One forward pass over the window ``inputs``: the next-piece log-probabilities after
+    each of its pieces ``offsets`` [n, pieces vocabulary], and its cache."""
+    out = network(input_ids=inputs[None].to(device), use_cache=True)
+    next_pieces = out.logits[0, offsets.to(device)].float().log_softmax(-1).cpu()
+    return next_pieces, CachedWindow(out[_cache_argument(network)], len(inputs))
+
+
+def _cache_argument(network) -> str:
+    """The name of the key-value cache among the model's arguments and outputs (``cache``
+    since transformers 5.2x, ``past_key_values`` before)."""
+    return "cache" if "cache" in inspect.signature(network.forward).parameters else "past_key_values"
+
+
+def _chained_scores(network, window: CachedWindow, words: WordPieces, offsets: Tensor, first: Tensor,
+                    truth: Tensor, k: int, device: torch.device) -> Tensor:
     """[n, V] log-probabilities: every single-piece word, and the multi-piece words whose
     first piece beats the row's k-th best single-piece word (and the true word), -inf
-    for the rest (they cannot enter the top k)."""
-    first = first.cpu()
+    for the rest (they cannot enter the top k). Row j's context is the window up to its
+    piece ``offsets[j]``; ``first`` [n, pieces vocabulary] is the piece after it."""
     logp = first[:, words.table[:, 0]]
     single = words.lengths == 1
     singles = logp[:, single]
@@ -282,21 +335,46 @@ def _chained_scores(network, words: WordPieces, contexts: Tensor, first: Tensor,
     wanted[torch.arange(len(truth)), truth] |= ~single[truth]
     logp[:, ~single] = -math.inf
     rows, chosen = torch.nonzero(wanted, as_tuple=True)
-    for part in torch.arange(len(rows)).split(PAIRS_PER_BATCH):
-        r, w = rows[part], chosen[part]
-        logp[r, w] = first[r, words.table[w, 0]] + _continuations(network, words, contexts[r], w, device)
+    logp[rows, chosen] = first[rows, words.table[chosen, 0]] + _continuations(
+        network, window, words, offsets[rows], chosen, device)
     return logp
 
 
-def _continuations(network, words: WordPieces, contexts: Tensor, chosen: Tensor, device: torch.device) -> Tensor:
-    """log p(pieces 2.. of each chosen word | its context and the pieces before): one
-    forward pass of context + pieces (right padding never influences earlier tokens)."""
-    table = words.table[chosen]
-    inputs = torch.cat([contexts, table[:, :-1]], 1).to(device)
-    logp = network(input_ids=inputs).logits[:, contexts.shape[1]:].float().log_softmax(-1).cpu()
-    per_piece = logp.gather(2, table[:, 1:, None])[..., 0]
-    real = torch.arange(1, table.shape[1])[None, :] < words.lengths[chosen][:, None]
-    return (per_piece * real).sum(1)
+def _continuations(network, window: CachedWindow, words: WordPieces, offsets: Tensor, chosen: Tensor,
+                   device: torch.device) -> Tensor:
+    """log p(pieces 2.. of each chosen word | its context and the pieces before), the
+    words appended after the window about PIECES_PER_PASS pieces at a time (a word is
+    never split between passes)."""
+    appended = words.lengths[chosen] - 1  # a word's pieces but the last are read, each predicting the next
+    total = torch.empty(len(chosen))
+    for now in _runs((torch.cumsum(appended, 0) - appended) // PIECES_PER_PASS):
+        total[now] = _appended_pass(network, window, words, offsets[now], chosen[now], device)
+    return total
+
+
+def _appended_pass(network, window: CachedWindow, words: WordPieces, offsets: Tensor, chosen: Tensor,
+                   device: torch.device) -> Tensor:
+    """One forward pass over the pieces but the last of each chosen word, one after another
+    after the cached window, with tree attention: each piece sees the window up to its
+    context's end and the pieces of its own word up to itself, at the positions that follow
+    its context. Returns each word's sum of log p(piece j + 1 | context, pieces 1..j)."""
+    counts = words.lengths[chosen] - 1
+    word = torch.repeat_interleave(torch.arange(len(chosen)), counts)  # of each appended piece
+    order = torch.arange(len(word))
+    depth = order - (torch.cumsum(counts, 0) - counts)[word]
+    reach = offsets[word]
+    sees_window = torch.arange(window.length)[None, :] <= reach[:, None]
+    sees_own = (word[None, :] == word[:, None]) & (order[None, :] <= order[:, None])
+    sees = torch.cat([sees_window, sees_own], 1)
+    # an additive mask (0 or the dtype's minimum), which both eager and sdpa attention take as given
+    mask = torch.zeros(sees.shape, dtype=network.dtype).masked_fill_(~sees, torch.finfo(network.dtype).min)
+    logits = network(input_ids=words.table[chosen[word], depth][None].to(device),
+                     attention_mask=mask[None, None].to(device), position_ids=(reach + 1 + depth)[None].to(device),
+                     # a copy: a forward pass appends its own keys and values to the cache it is given
+                     **{_cache_argument(network): copy.deepcopy(window.cache)}).logits[0].float()
+    following = words.table[chosen[word], depth + 1].to(device)
+    logp = logits.gather(1, following[:, None])[:, 0] - logits.logsumexp(-1)
+    return torch.zeros(len(chosen)).index_add_(0, word, logp.cpu())
 
 
 @torch.inference_mode()

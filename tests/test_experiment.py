@@ -13,8 +13,9 @@ import pytest
 
 from corpora import NgteachError
 from corpora.builtin import python_docs_splits
-from ngram_teacher import RankFile
-from student.experiment import load_spec, parse_spec
+from ngram_teacher import NgramModel, RankFile
+from ngram_teacher.model import file_sha256
+from student.experiment import Step, load_spec, parse_spec, schedule
 from student.significance import load_run_lines, paired_bootstrap
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
@@ -161,6 +162,177 @@ def test_bad_specs_are_refused_in_one_line(change, mentions, tmp_path):
         return
     with pytest.raises(NgteachError, match=mentions):
         parse_spec(tomllib.loads(text), tmp_path)
+
+
+BORN_AGAIN = """
+[teachers.ba]
+kind = "born-again"
+run = "ce"
+k = 4
+"""
+
+
+@pytest.mark.parametrize("change, mentions", [
+    (("run = \"ce\"", "run = \"nope\""), "run 'nope' is none of the configurations without a teacher \\(ce\\)"),
+    (("run = \"ce\"", "run = \"rank@count2\""), "run 'rank@count2' is none of"),
+    (("run = \"ce\"\n", ""), "needs run"),
+    (("run = \"ce\"", "run = \"ce\"\nseed = 3"), "seed must be one of the seeds \\[0\\], not 3"),
+    (("run = \"ce\"", "run = \"ce\"\norder = 2"), "unknown key 'order' in \\[teachers.ba\\] of kind born-again"),
+])
+def test_bad_born_again_teachers_are_refused_in_one_line(change, mentions, tmp_path):
+    import tomllib
+
+    text = SPEC.replace("[student]", BORN_AGAIN.replace(*change) + "\n[student]")
+    with pytest.raises(NgteachError, match=mentions) as error:
+        parse_spec(tomllib.loads(text), tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_born_again_teacher_learns_from_the_first_seed_and_teaches_kl_too(tmp_path):
+    import tomllib
+
+    spec = parse_spec(tomllib.loads(SPEC.replace("[student]", BORN_AGAIN + "\n[student]")), tmp_path)
+    assert (spec.teachers["ba"].run, spec.teachers["ba"].seed) == ("ce", 0)
+    assert [c.name for c in spec.configs] == ["ce", "rank@count2", "rank@kn2", "rank@ba", "kl@kn2", "kl@ba"]
+
+
+def _step(name: str, done: list[str], succeeds: bool = True, needs: tuple = ()) -> Step:
+    return Step(name, lambda: done.append(name) or succeeds, lambda cause: done.append(f"{name} skipped: {cause.name}"),
+                list(needs))
+
+
+def test_schedule_does_awaited_steps_first_and_skips_those_behind_a_failure():
+    done = []
+    source = _step("source", done, succeeds=False)
+    teacher = _step("teacher", done, needs=[source])
+    student = _step("student", done, needs=[teacher])
+    other = _step("other", done)
+    failed = schedule([other, student, teacher, source], jobs=1)
+    assert done[0] == "source"  # listed last, but the others wait for it
+    assert sorted(done[1:]) == ["other", "student skipped: source", "teacher skipped: source"]
+    assert failed == {source: source, teacher: source, student: source}
+
+
+BORN_AGAIN_SPEC = """
+name = "ba"
+seeds = [0]
+
+[corpora.docs]
+train = "docs.txt"
+valid_fraction = 0.1
+test_fraction = 0.1
+
+[teachers.ba]
+kind = "born-again"
+run = "ce"
+k = 4
+
+[student]
+size = "tiny"
+window = 20
+batch_size = 8
+epochs = 1
+checkpoint_every = 0
+
+[losses.ce]
+loss = "ce"
+
+[losses.rank]
+loss = "rank"
+weight = 0.1
+
+[losses.kl]
+loss = "kl"
+"""
+
+
+@pytest.fixture(scope="module")
+def born_again(tmp_path_factory):
+    """ce, then the born-again teacher made from ce-s0, then rank@ba and kl@ba."""
+    root = tmp_path_factory.mktemp("born-again")
+    lines = python_docs_splits()["train"].splitlines(keepends=True)[:600]
+    (root / "docs.txt").write_text("".join(lines), encoding="utf-8")
+    (root / "ba.toml").write_text(BORN_AGAIN_SPEC, encoding="utf-8")
+    result = run_cli("experiment", "ba.toml", "--out", "out", "--jobs", "2", "--threads", "1", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def test_the_born_again_teacher_is_the_finished_ce_run(born_again, monkeypatch):
+    import torch
+
+    from student.neural_teachers import born_again_teacher, write_neural_ranks
+
+    docs = born_again / "out/docs"
+    source, made = docs / "runs/ce-s0", docs / "teachers/ba/ranks.bin"
+    ranks = RankFile(made)
+    assert ranks.header["teacher"]["run"] == str(source.resolve())
+    assert ranks.header["teacher"]["checkpoint_sha256"] == file_sha256(source / "checkpoints/best.pt")
+    assert ranks.header["gt_first"] and ranks.header["scores"]["kind"] == "logprob"
+    # made after its run finished, before the runs that learn from it started
+    assert (source / "summary.json").stat().st_mtime <= made.stat().st_mtime
+    for config in ("rank@ba", "kl@ba"):
+        run = json.loads((docs / f"runs/{config}-s0/config.json").read_text())
+        assert run["ranks"].endswith("teachers/ba/ranks.bin")
+        assert made.stat().st_mtime <= (docs / f"runs/{config}-s0/config.json").stat().st_mtime
+    monkeypatch.chdir(born_again)  # the run's config.json names its model relative to where the experiment ran
+    model = NgramModel(docs / "model")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the experiment ranked (--threads 1), so the scores agree bit for bit
+    try:
+        teacher = born_again_teacher(source, model, torch.device("cpu"))
+        write_neural_ranks(model, teacher, model.tokens(), docs / "expected.bin", k=4, corpus="")
+    finally:
+        torch.set_num_threads(threads)
+    expected = RankFile(docs / "expected.bin")
+    for array in ("ids", "orders", "scores"):
+        assert np.array_equal(getattr(ranks, array), getattr(expected, array)), array
+
+
+def test_born_again_lines_are_compared_like_any_teacher(born_again):
+    table = (born_again / "out/results.md").read_text(encoding="utf-8")
+    cells = {row.split("|")[1].strip(): row.split("|") for row in table.splitlines() if "@ba" in row}
+    assert sorted(cells) == ["kl@ba", "rank@ba"]
+    assert cells["rank@ba"][7].strip() == "kl@ba" and cells["kl@ba"][7].strip() == "rank@ba"
+    assert all(row[6].strip() and row[8].strip() for row in cells.values())  # p vs ce and vs the other loss
+
+
+def test_rerunning_a_born_again_grid_changes_nothing_and_a_lost_teacher_comes_back(born_again):
+    out = born_again / "out"
+    teacher = out / "docs/teachers/ba/ranks.bin"
+    made = [teacher, *(out / "docs/runs").glob("*.log"), *(out / "docs/runs").glob("*/summary.json")]
+    results = [out / "results.csv", out / "results.md"]
+    made_before, results_before = {p: p.stat().st_mtime_ns for p in made}, {p: p.read_bytes() for p in results}
+    ranks_before = teacher.read_bytes()
+    again = run_cli("experiment", "ba.toml", "--out", "out", "--threads", "1", cwd=born_again)
+    assert again.returncode == 0 and "3 done, 0 to run" in again.stderr, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in made} == made_before  # nothing made or run again
+    assert {p: p.read_bytes() for p in results} == results_before
+    teacher.unlink()
+    shutil.rmtree(out / "docs/runs/kl@ba-s0")
+    redo = run_cli("experiment", "ba.toml", "--out", "out", "--threads", "1", cwd=born_again)
+    assert redo.returncode == 0 and "2 done, 1 to run" in redo.stderr, redo.stderr
+    assert "docs: making teacher ba (born-again from docs/ce-s0, k 4)" in redo.stderr
+    assert teacher.read_bytes() == ranks_before
+    assert (out / "docs/runs/kl@ba-s0/summary.json").exists()
+
+
+def test_a_failed_source_run_leaves_its_students_not_run(tmp_path):
+    (tmp_path / "docs.txt").write_text("".join(python_docs_splits()["train"].splitlines(keepends=True)[:200]),
+                                       encoding="utf-8")
+    # an unknown student size: the ce run fails as it starts
+    (tmp_path / "ba.toml").write_text(BORN_AGAIN_SPEC.replace('loss = "ce"', 'loss = "ce"\nsize = "huge"'),
+                                      encoding="utf-8")
+    result = run_cli("experiment", "ba.toml", "--out", "out", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "docs/teachers/ba: not made, docs/ce-s0 failed" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "ngteach: error: 3 run(s) failed or could not run, the first docs/ce-s0")
+    why = "not run: its teacher ba could not be made (docs/ce-s0 failed)\n"
+    for config in ("rank@ba", "kl@ba"):
+        assert (tmp_path / f"out/docs/runs/{config}-s0.log").read_text(encoding="utf-8") == why
+        assert f"docs/{config}-s0: {why}" in result.stderr
+    assert not (tmp_path / "out/docs/teachers/ba/ranks.bin").exists()
 
 
 def test_missing_or_broken_spec_gives_one_line(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile, build_model, write_ranks
 from ngram_teacher.cli import main
+from student import neural_teachers
 from student.model import build_student, student_config
 from student.neural_teachers import load_neural_teacher, write_neural_ranks
 from student.train import RunConfig, load_checkpoint, run, token_logprobs
@@ -161,38 +162,77 @@ def hf(tmp_path_factory):
     return root
 
 
-def causal_reference(teacher_dir: Path, model: NgramModel, stream: np.ndarray, i: int) -> np.ndarray:
-    """log p(w | words before i) of every vocabulary word, each chained piece by piece in a loop."""
+def causal_pieces(teacher_dir: Path, model: NgramModel) -> list[list[int]]:
+    """The teacher's pieces of every vocabulary word: after a space, <eos> a line break."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True)
+    return [tokenizer.encode("\n" if word == "<eos>" else " " + word) for word in model.vocab.tokens]
+
+
+def causal_reference(teacher_dir: Path, model: NgramModel, stream: np.ndarray, positions, window: int,
+                     stride: int) -> dict[int, np.ndarray]:
+    """log p(w | words before i) of every vocabulary word at each of ``positions``, each chained
+    piece by piece after exactly that position's context: the start token and the stream's
+    pieces, cut to the window that starts at a multiple of ``stride`` and is the first to hold
+    the context's last piece."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(teacher_dir, local_files_only=True)
     network = transformers.AutoModelForCausalLM.from_pretrained(teacher_dir, local_files_only=True).eval()
-    pieces = lambda word: tokenizer.encode("\n" if word == "<eos>" else " " + word)  # noqa: E731
-    context = [tokenizer.bos_token_id] + [p for w in stream[:i] for p in pieces(model.vocab.tokens[w])]
-    context = context[-128:]
-    words = [pieces(word) for word in model.vocab.tokens]
+    words = causal_pieces(teacher_dir, model)
     longest = max(map(len, words))
-    # one batch of every word after the context, padded on the right (which a causal model ignores)
-    batch = torch.tensor([context + word + [0] * (longest - len(word)) for word in words])
-    with torch.no_grad():
-        logp = network(input_ids=batch).logits.log_softmax(-1)
-    return np.array([sum(float(logp[w, len(context) - 1 + j, p]) for j, p in enumerate(word))
-                     for w, word in enumerate(words)])
+    expected = {}
+    for i in positions:
+        context = [tokenizer.bos_token_id] + [p for w in stream[:i] for p in words[w]]
+        last = len(context) - 1
+        start = 0 if last < window else min(s for s in range(0, last + 1, stride) if s + window > last)
+        context = context[start:]
+        # one batch of every word after the context, padded on the right (which a causal model ignores)
+        batch = torch.tensor([context + word + [0] * (longest - len(word)) for word in words])
+        with torch.no_grad():
+            logp = network(input_ids=batch).logits.log_softmax(-1)
+        expected[i] = np.array([sum(float(logp[w, len(context) - 1 + j, p]) for j, p in enumerate(word))
+                                for w, word in enumerate(words)])
+    return expected
+
+
+def assert_causal_ranks(ranks: RankFile, stream: np.ndarray, expected: dict[int, np.ndarray]) -> None:
+    """The true word first with its reference score, then the reference's K-1 best others."""
+    assert np.array_equal(ranks.ids[:, 0], stream)
+    for i, scores in expected.items():
+        assert ranks.scores[i, 0] == pytest.approx(scores[stream[i]], abs=1e-4)
+        others = scores.copy()
+        others[stream[i]] = -np.inf
+        best = np.argsort(-others, kind="stable")[:K - 1]
+        np.testing.assert_allclose(ranks.scores[i, 1:], others[best], atol=1e-4)
+        assert list(ranks.ids[i, 1:]) == list(best)
 
 
 def test_hf_causal_ranks_are_the_exact_top_k_of_chained_word_probabilities(hf, tmp_path):
     model = NgramModel(hf / "model")
-    stream = np.asarray(model.tokens())[:150]  # chaining a random model's pieces is slow: few positions
+    stream = np.asarray(model.tokens())[:150]  # 412 pieces: three windows of the model's 256 positions
     teacher = load_neural_teacher(f"hf-causal:{hf / 'gpt2'}", model, torch.device("cpu"))
     write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K)
     ranks = RankFile(tmp_path / "ranks.bin")
-    assert ranks.header["teacher"]["kind"] == "hf-causal" and ranks.header["teacher"]["architecture"] == "GPT2LMHeadModel"
-    assert np.array_equal(ranks.ids[:, 0], stream)
-    for i in (0, 1, 7, len(stream) // 2, len(stream) - 1):
-        expected = causal_reference(hf / "gpt2", model, stream, i)
-        assert ranks.scores[i, 0] == pytest.approx(expected[stream[i]], abs=1e-4)
-        expected[stream[i]] = -np.inf
-        best = np.argsort(-expected, kind="stable")[:K - 1]
-        np.testing.assert_allclose(ranks.scores[i, 1:], expected[best], atol=1e-4)
-        assert list(ranks.ids[i, 1:]) == list(best)
+    described = ranks.header["teacher"]
+    assert described["kind"] == "hf-causal" and described["architecture"] == "GPT2LMHeadModel"
+    # the window leaves room in the model's 256 positions for a word's pieces chained after it
+    longest = max(map(len, causal_pieces(hf / "gpt2", model)))
+    assert described["window_pieces"] == 256 - longest + 1 and described["stride_pieces"] == described[
+        "window_pieces"] // 2
+    assert_causal_ranks(ranks, stream, causal_reference(hf / "gpt2", model, stream, (0, 1, 7, 75, 120, 149),
+                                                        described["window_pieces"], described["stride_pieces"]))
+
+
+def test_hf_causal_small_windows_and_passes_match_the_reference_everywhere(hf, tmp_path, monkeypatch):
+    """Windows of 16 pieces and passes of 40: many windows per stream, several passes of
+    chained pieces per window; every position against the reference."""
+    monkeypatch.setattr(neural_teachers, "WINDOW_PIECES", 16)
+    monkeypatch.setattr(neural_teachers, "PIECES_PER_PASS", 40)
+    model = NgramModel(hf / "model")
+    stream = np.asarray(model.tokens())[:40]
+    teacher = load_neural_teacher(f"hf-causal:{hf / 'gpt2'}", model, torch.device("cpu"))
+    assert (teacher.description["window_pieces"], teacher.description["stride_pieces"]) == (16, 8)
+    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K)
+    assert_causal_ranks(RankFile(tmp_path / "ranks.bin"), stream,
+                        causal_reference(hf / "gpt2", model, stream, range(len(stream)), 16, 8))
 
 
 def masked_reference(teacher_dir: Path, model: NgramModel, stream: np.ndarray, i: int) -> np.ndarray:
