@@ -168,7 +168,7 @@ def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
                 tokens, valid = _valid_curve(run.directory / "metrics.jsonl")
                 values += valid
                 axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.config if n == 0 else None)
-        axis.set(xlabel="training tokens", ylabel="validation perplexity", title=f"{spec.name}: {corpus}")
+        axis.set(xlabel="training tokens", ylabel="validation perplexity", title=_title(spec, corpus))
         axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
@@ -179,11 +179,15 @@ def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
         axis.bar(range(len(lines)), means, yerr=spreads, capsize=4, color=_colours(len(lines)))
         axis.set_xticks(range(len(lines)), [line.config for line in lines], rotation=30, ha="right", fontsize=8)
         axis.set_ylim(min(means) - 3 * max(max(spreads), 1.0), max(means) + 3 * max(max(spreads), 1.0))
-        axis.set(ylabel="test perplexity (mean ± sd over seeds)", title=f"{spec.name}: {corpus}")
+        axis.set(ylabel="test perplexity (mean ± sd over seeds)", title=_title(spec, corpus))
         axis.grid(axis="y", alpha=0.3)
         written.append(_save(figure, folder / f"{corpus}-test.png"))
         plt.close("all")
     return written
+
+
+def _title(spec: Spec, corpus: str) -> str:
+    return corpus if corpus == spec.name else f"{spec.name}: {corpus}"
 
 
 def _colours(n: int) -> list:
