@@ -213,6 +213,7 @@ def test_schedule_does_awaited_steps_first_and_skips_those_behind_a_failure():
     assert failed == {source: source, teacher: source, student: source}
 
 
+# SPEC's student and losses, with a born-again teacher alone.
 BORN_AGAIN_SPEC = """
 name = "ba"
 seeds = [0]
@@ -221,29 +222,7 @@ seeds = [0]
 train = "docs.txt"
 valid_fraction = 0.1
 test_fraction = 0.1
-
-[teachers.ba]
-kind = "born-again"
-run = "ce"
-k = 4
-
-[student]
-size = "tiny"
-window = 20
-batch_size = 8
-epochs = 1
-checkpoint_every = 0
-
-[losses.ce]
-loss = "ce"
-
-[losses.rank]
-loss = "rank"
-weight = 0.1
-
-[losses.kl]
-loss = "kl"
-"""
+""" + BORN_AGAIN + "\n" + SPEC[SPEC.index("[student]"):]
 
 
 @pytest.fixture(scope="module")
