@@ -64,13 +64,20 @@ def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def spec_folder(root: Path, spec: str, name: str, lines: int) -> list[str]:
+    """``root`` with the spec file ``name`` and docs.txt, the first ``lines`` lines of
+    python-docs' train split (returned)."""
+    docs = python_docs_splits()["train"].splitlines(keepends=True)[:lines]
+    (root / "docs.txt").write_text("".join(docs), encoding="utf-8")
+    (root / name).write_text(spec, encoding="utf-8")
+    return docs
+
+
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """The small grid run once: ce, rank@count2, rank@kn2, kl@kn2, one seed each."""
     root = tmp_path_factory.mktemp("grid")
-    lines = python_docs_splits()["train"].splitlines(keepends=True)[:1000]
-    (root / "docs.txt").write_text("".join(lines), encoding="utf-8")
-    (root / "small.toml").write_text(SPEC, encoding="utf-8")
+    lines = spec_folder(root, SPEC, "small.toml", 1000)
     result = run_cli("experiment", "small.toml", "--out", "out", "--jobs", "2", cwd=root)
     assert result.returncode == 0, result.stderr
     return root, lines
@@ -229,9 +236,7 @@ test_fraction = 0.1
 def born_again(tmp_path_factory):
     """ce, then the born-again teacher made from ce-s0, then rank@ba and kl@ba."""
     root = tmp_path_factory.mktemp("born-again")
-    lines = python_docs_splits()["train"].splitlines(keepends=True)[:600]
-    (root / "docs.txt").write_text("".join(lines), encoding="utf-8")
-    (root / "ba.toml").write_text(BORN_AGAIN_SPEC, encoding="utf-8")
+    spec_folder(root, BORN_AGAIN_SPEC, "ba.toml", 600)
     result = run_cli("experiment", "ba.toml", "--out", "out", "--jobs", "2", "--threads", "1", cwd=root)
     assert result.returncode == 0, result.stderr
     return root
@@ -297,11 +302,8 @@ def test_rerunning_a_born_again_grid_changes_nothing_and_a_lost_teacher_comes_ba
 
 
 def test_a_failed_source_run_leaves_its_students_not_run(tmp_path):
-    (tmp_path / "docs.txt").write_text("".join(python_docs_splits()["train"].splitlines(keepends=True)[:200]),
-                                       encoding="utf-8")
     # an unknown student size: the ce run fails as it starts
-    (tmp_path / "ba.toml").write_text(BORN_AGAIN_SPEC.replace('loss = "ce"', 'loss = "ce"\nsize = "huge"'),
-                                      encoding="utf-8")
+    spec_folder(tmp_path, BORN_AGAIN_SPEC.replace('loss = "ce"', 'loss = "ce"\nsize = "huge"'), "ba.toml", 200)
     result = run_cli("experiment", "ba.toml", "--out", "out", "--jobs", "2", cwd=tmp_path)
     assert result.returncode == 1
     assert "docs/teachers/ba: not made, docs/ce-s0 failed" in result.stderr
