@@ -401,6 +401,12 @@ def run_state(run: Run) -> str:
     return "new"
 
 
+def in_run_order(runs: list[Run], seeds: list[int]) -> list[Run]:
+    """Interrupted runs first (their work is half done), then seed by seed, so that a grid
+    cut short has every configuration's first seeds rather than all seeds of a few."""
+    return sorted(runs, key=lambda run: (run_state(run) != "interrupted", seeds.index(run.seed)))
+
+
 @dataclass(eq=False)
 class Step:
     """A unit of work for :func:`schedule`: ``work()`` says whether it succeeded."""
@@ -446,7 +452,7 @@ def execute(spec: Spec, runs: list[Run], out: Path, jobs: int, threads: int, on_
     making each born-again teacher once its run is done, before the runs that learn from
     it; return the runs that failed or could not run (their ``.log`` says why)."""
     steps = {run.name: Step(run.name, partial(_distill, run, threads, on_done), partial(_not_run, run, on_done))
-             for run in runs if run_state(run) != "done"}
+             for run in in_run_order(runs, spec.seeds) if run_state(run) != "done"}
     teachers = _born_again_steps(spec, runs, out, steps, threads, log)
     failed = schedule([*teachers, *steps.values()], jobs)
     return [run for run in runs if steps.get(run.name) in failed]

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from corpora import NgteachError
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
-from student.experiment import Step, load_spec, parse_spec, schedule
+from student.experiment import Step, in_run_order, load_spec, parse_spec, plan_runs, schedule
 from student.significance import load_run_lines, paired_bootstrap
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
@@ -161,7 +162,6 @@ def test_a_changed_spec_is_refused_for_runs_already_done(grid):
 ])
 def test_bad_specs_are_refused_in_one_line(change, mentions, tmp_path):
     text = SPEC.replace(*change)
-    import tomllib
 
     if mentions is None:  # the unchanged spec parses
         assert [c.name for c in parse_spec(tomllib.loads(text), tmp_path).configs] == [
@@ -187,7 +187,6 @@ k = 4
     (("run = \"ce\"", "run = \"ce\"\norder = 2"), "unknown key 'order' in \\[teachers.ba\\] of kind born-again"),
 ])
 def test_bad_born_again_teachers_are_refused_in_one_line(change, mentions, tmp_path):
-    import tomllib
 
     text = SPEC.replace("[student]", BORN_AGAIN.replace(*change) + "\n[student]")
     with pytest.raises(NgteachError, match=mentions) as error:
@@ -196,7 +195,6 @@ def test_bad_born_again_teachers_are_refused_in_one_line(change, mentions, tmp_p
 
 
 def test_a_born_again_teacher_learns_from_the_first_seed_and_teaches_kl_too(tmp_path):
-    import tomllib
 
     spec = parse_spec(tomllib.loads(SPEC.replace("[student]", BORN_AGAIN + "\n[student]")), tmp_path)
     assert (spec.teachers["ba"].run, spec.teachers["ba"].seed) == ("ce", 0)
@@ -218,6 +216,15 @@ def test_schedule_does_awaited_steps_first_and_skips_those_behind_a_failure():
     assert done[0] == "source"  # listed last, but the others wait for it
     assert sorted(done[1:]) == ["other", "student skipped: source", "teacher skipped: source"]
     assert failed == {source: source, teacher: source, student: source}
+
+
+def test_interrupted_runs_go_first_then_every_configuration_seed_by_seed(tmp_path):
+    spec = parse_spec(tomllib.loads(SPEC.replace("seeds = [0]", "seeds = [2, 0]")), tmp_path)
+    runs = plan_runs(spec, tmp_path / "out")
+    (tmp_path / "out/docs/runs/kl@kn2-s0/checkpoints").mkdir(parents=True)
+    (tmp_path / "out/docs/runs/kl@kn2-s0/checkpoints/last.pt").write_bytes(b"")
+    assert [run.directory.name for run in in_run_order(runs, spec.seeds)] == [
+        "kl@kn2-s0", "ce-s2", "rank@count2-s2", "rank@kn2-s2", "kl@kn2-s2", "ce-s0", "rank@count2-s0", "rank@kn2-s0"]
 
 
 # SPEC's student and losses, with a born-again teacher alone.
