@@ -122,8 +122,9 @@ def check_config(config: RunConfig) -> None:
     for name in ("batch_size", "epochs", "eval_columns", "min_order"):
         if getattr(config, name) < 1:
             raise NgteachError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
-    if config.lr <= 0 or config.clip <= 0:
-        raise NgteachError("--lr and --clip must be positive")
+    for name in ("lr", "clip", "max_tokens", "max_time"):
+        if getattr(config, name) is not None and getattr(config, name) <= 0:
+            raise NgteachError(f"--{name.replace('_', '-')} must be positive, not {getattr(config, name)}")
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -369,14 +370,22 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
     log(f"{config.student.kind} student, {count_parameters(model):,} parameters, loss {config.loss}"
         f"{f' (weight {config.weight})' if config.loss != 'ce' else ''}, on {device}")
     started = time.perf_counter() - state["wall_s"]
+
+    def over_budget(partial: dict) -> bool:
+        """Checked after every batch, so that a budget can end an epoch early; every process
+        stops at the same batch."""
+        spent = _out_of_budget(config, state["tokens"] + partial["tokens"], time.perf_counter() - started)
+        return any(distributed.gather(spent))
+
+    budgeted = config.max_tokens is not None or config.max_time is not None
     while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
-           and not _out_of_budget(config, state)):
+           and not _out_of_budget(config, state["tokens"], state["wall_s"])):
         epoch = state["epoch"] + 1
         # Mid-epoch checkpoints hold one process's LSTM state, so only a single process saves them.
         mid_epoch = ((lambda: _record_epoch(config, None, model, optimizer, state, None, _rng_state(distributed)))
                      if distributed.world == 1 else None)
         partial = _train_epoch(config, data, wrapped, optimizer, epoch, distributed, device, progress,
-                               state["partial"], mid_epoch)
+                               state["partial"], mid_epoch, over_budget if budgeted else None)
         state["partial"] = _fresh_epoch()
         tokens, train_seconds = partial["tokens"], partial["seconds"]
         train_loss, train_ce = partial["loss_sum"] / partial["tokens"], partial["ce_sum"] / partial["tokens"]
@@ -461,9 +470,10 @@ def _fresh_epoch() -> dict:
 
 
 def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress, partial: dict,
-                 checkpoint: Callable[[], None] | None) -> dict:
+                 checkpoint: Callable[[], None] | None, over_budget: Callable[[dict], bool] | None) -> dict:
     """Train on the epoch's batches from ``partial["batch"]`` on; update and return ``partial``.
-    ``checkpoint()`` is called every ``config.checkpoint_every`` batches."""
+    ``checkpoint()`` is called every ``config.checkpoint_every`` batches; the epoch ends
+    early once ``over_budget(partial)``."""
     model.train()
     batches = list(train_batches(config, data, epoch, distributed.rank, distributed.world))
     advance = progress(f"epoch {epoch}", len(batches)) if progress and distributed.is_main else None
@@ -490,6 +500,8 @@ def _train_epoch(config, data, model, optimizer, epoch, distributed, device, pro
             checkpoint()
         if advance:
             advance(1)
+        if over_budget and over_budget(partial):
+            break
     return partial
 
 
@@ -500,9 +512,9 @@ def _to(teacher: TeacherRows | None, device: torch.device) -> TeacherRows | None
     return TeacherRows(move(teacher.ranks), move(teacher.partitions), move(teacher.mask), move(teacher.logprobs))
 
 
-def _out_of_budget(config: RunConfig, state: dict) -> bool:
-    return ((config.max_tokens is not None and state["tokens"] >= config.max_tokens)
-            or (config.max_time is not None and state["wall_s"] >= config.max_time))
+def _out_of_budget(config: RunConfig, tokens: int, seconds: float) -> bool:
+    return ((config.max_tokens is not None and tokens >= config.max_tokens)
+            or (config.max_time is not None and seconds >= config.max_time))
 
 
 def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, device, distributed) -> dict:

@@ -181,6 +181,17 @@ def test_min_improvement_stops_a_run_that_only_crawls(teacher, tmp_path):
     assert summary["valid_ppl"] == pytest.approx(min(m["valid_ppl"] for m in lines))
 
 
+@pytest.mark.parametrize("budget, tokens", [({"max_tokens": 1000}, 7 * 160), ({"max_time": 1e-9}, 160)])
+def test_a_budget_ends_the_epoch_at_the_batch_that_spends_it(teacher, tmp_path, budget, tokens):
+    # 160 tokens a batch (8 columns x 20): the run stops inside its first epoch, then is
+    # evaluated as any other
+    summary = run(tiny_config(teacher, tmp_path / "r", **budget), log=lambda m: None)
+    lines = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert summary["train_tokens"] == tokens and summary["epochs"] == 1
+    assert [m["tokens"] for m in lines] == [tokens]
+    assert summary["test_ppl"] is not None and (tmp_path / "r/checkpoints/best.pt").exists()
+
+
 @pytest.mark.parametrize("every", ["0", "7"])  # killed after an epoch / in the middle of one
 def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, every):
     args = ["distill", "--size", "tiny", "--window", "20", "--batch-size", "8", "--epochs", "4", "--patience", "9",
@@ -225,6 +236,8 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
     (["--smoothing", "0.1"], "--smoothing"),
     (["--loss", "rank", "--smoothing", "1.5"], "--smoothing"),
     (["--min-improvement", "-1"], "--min-improvement"),
+    (["--max-tokens", "0"], "--max-tokens"),
+    (["--lr", "-1"], "--lr"),
 ])
 def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
     args = [str(teacher / "empty.txt") if a == "EMPTY" else a for a in args]
