@@ -47,7 +47,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """Turn a text corpus into an N-gram teacher, and train language models from its ranks."""
 
 
-def _resolve_corpus(spec: str, data_dir: Optional[Path]) -> Path:
+def resolve_corpus_arg(spec: str, data_dir: Optional[Path]) -> Path:
     """A path, or a registry name such as ``wikitext-2:valid`` (read from ``--data-dir``
     or ``$NGTEACH_DATA_DIR`` when given, downloaded and cached otherwise)."""
     from corpora.registry import is_registry_name, resolve_corpus
@@ -93,7 +93,7 @@ def build(
 ) -> None:
     """Count the n-grams of CORPUS and write a model directory."""
     started = time.perf_counter()
-    path = _resolve_corpus(corpus, data_dir)
+    path = resolve_corpus_arg(corpus, data_dir)
     tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
     with progress_bars() as bars:
         read = bars.add(f"read {path.name}", path.stat().st_size, "bytes")

@@ -6,10 +6,13 @@ permissions any new file of the user gets, so the umask is applied here.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from corpora import NgteachError
 
@@ -44,6 +47,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as a .npy file, atomically."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
 
 
 def write_json(path: Path, value: dict) -> None:

@@ -25,8 +25,11 @@ def distill(
     smoothing: float = typer.Option(0.0, help="Label smoothing of the cross-entropy term of rank and kl."),
     model: str = typer.Option("ngteach-model", "--model", "-m", help="The teacher's model directory."),
     ranks: str = typer.Option("ranks.bin", help="The ranks file of the model's corpus."),
-    valid: Optional[str] = typer.Option(None, help="Validation text (default: the last tenth of the corpus)."),
-    test: Optional[str] = typer.Option(None, help="Test text, evaluated with the best checkpoint."),
+    valid: Optional[str] = typer.Option(None, help="Validation text, a file or a named split such as "
+                                                   "python-docs:valid (default: the last tenth of the corpus)."),
+    test: Optional[str] = typer.Option(None, help="Test text (a file or a named split), evaluated with the "
+                                                  "best checkpoint."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
     out: Optional[str] = typer.Option(None, help="Run directory (default runs/STUDENT-SIZE-LOSS-sSEED)."),
     layers: Optional[int] = typer.Option(None, help="Override the size's number of layers."),
     width: Optional[int] = typer.Option(None, help="Override the hidden size / model dimension."),
@@ -59,8 +62,8 @@ def distill(
         config.out = str(resume)
     else:
         config = train.RunConfig(
-            model_dir=model, ranks=ranks, valid=valid, test=test, size=size, loss=loss,
-            weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
+            model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
+            size=size, loss=loss, weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
             k=k, partition=partition, min_order=min_order, smoothing=smoothing, optimizer=optimizer,
             lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
             batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
@@ -83,19 +86,29 @@ def distill(
 
 
 def evaluate(run: Path = typer.Argument(..., help="A run directory."),
-             text: Path = typer.Argument(..., help="Text to evaluate on.")) -> None:
+             text: str = typer.Argument(..., help="Text to evaluate on: a file or a named split."),
+             data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt).")
+             ) -> None:
     """Print the perplexity of RUN's best checkpoint on TEXT."""
     from . import train
     from .model import perplexity
 
-    logprobs = train.evaluate_run(run, text)
+    logprobs = train.evaluate_run(run, _text(text, data_dir))
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
+
+
+def _text(spec: Optional[str], data_dir: Optional[Path]) -> Optional[str]:
+    """A text file as given, or the file of a named split such as ``python-docs:test``."""
+    from ngram_teacher.cli import resolve_corpus_arg
+
+    return spec if spec is None or Path(spec).exists() else str(resolve_corpus_arg(spec, data_dir))
 
 
 def compare(run_a: Path = typer.Argument(..., help="First run directory."),
             run_b: Path = typer.Argument(..., help="Second run directory."),
             method: str = typer.Option("bootstrap", help="bootstrap (paired, over blocks) or permutation."),
-            block: int = typer.Option(1000, min=1, help="Tokens per resampled block."),
+            block: Optional[int] = typer.Option(None, min=1, help="Least tokens per resampled block of whole "
+                                                "lines (default 1000, or 1/50 of a shorter test text)."),
             resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples or permutations."),
             seed: int = typer.Option(0)) -> None:
     """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value."""

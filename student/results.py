@@ -23,13 +23,11 @@ import numpy as np
 from ngram_teacher.files import read_json_object, write_atomic
 
 from .experiment import Run, Spec
-from .significance import load_run_lines, load_run_logprobs, paired_bootstrap
+from .significance import default_block, load_run_lines, load_run_logprobs, paired_bootstrap
 
 COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
            "train_tokens", "wall_s", "run")
 MARKS = ((0.01, "**"), (0.05, "*"))
-BLOCK = 1000  # tokens per bootstrap block (of whole lines) ...
-MIN_BLOCKS = 50  # ... fewer on a test text too short for this many blocks
 
 
 @dataclass
@@ -48,6 +46,12 @@ class Line:
     @property
     def test_mean(self) -> float:
         return statistics.fmean(self.test)
+
+    def delta(self, base: "Line") -> float:
+        """Mean test perplexity less ``base``'s, over the seeds both have."""
+        mine, theirs = dict(zip(self.runs, self.test)), dict(zip(base.runs, base.test))
+        shared = [seed for seed in mine if seed in theirs]
+        return statistics.fmean(mine[s] for s in shared) - statistics.fmean(theirs[s] for s in shared)
 
 
 def finished_rows(runs: list[Run], out: Path) -> list[dict]:
@@ -102,8 +106,7 @@ def seed_pooled_p_value(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]
     pooled_a = np.mean([logprobs(a.runs[s].directory) for s in seeds], axis=0)
     pooled_b = np.mean([logprobs(b.runs[s].directory) for s in seeds], axis=0)
     lines = load_run_lines(a.runs[seeds[0]].directory, len(pooled_a))
-    block = max(1, min(BLOCK, len(pooled_a) // MIN_BLOCKS))
-    return paired_bootstrap(pooled_a, pooled_b, block=block, lines=lines).p_value
+    return paired_bootstrap(pooled_a, pooled_b, block=default_block(len(pooled_a)), lines=lines).p_value
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -125,11 +128,13 @@ def markdown(spec: Spec, tables: dict[str, list[Line]]) -> str:
                 "|---|---|---|---|---|---|---|---|"]
         base = next((line for line in lines if line.config == spec.baseline), None)
         for line in lines:
-            delta = "" if base is None or line is base else f"{line.test_mean - base.test_mean:+.2f}"
+            delta = "" if base is None or line is base or not set(line.runs) & set(base.runs) \
+                else f"{line.delta(base):+.2f}"
             out.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
                        f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
         out.append("")
-    out += ["Test and validation perplexity: mean ± standard deviation over seeds. p: two-sided paired "
+    out += ["Test and validation perplexity: mean ± standard deviation over seeds; Δ and p over the seeds "
+            "both configurations have. p: two-sided paired "
             "bootstrap over blocks of whole test lines (at least 1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
             "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05.", ""]
     return "\n".join(out)

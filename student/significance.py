@@ -27,6 +27,8 @@ LINES = "test_lines.npy"
 SUMMARY_KEYS = ("test_ppl", "valid_ppl", "test_tokens", "test_tokens_sha256", "test_text")
 METHODS = ("bootstrap", "permutation")
 ALPHA = 0.05
+BLOCK = 1000  # tokens per block (of whole lines) ...
+MIN_BLOCKS = 50  # ... fewer on a test text too short for this many blocks
 # Elements of one [resamples, blocks] draw held at a time; results do not depend on it.
 CHUNK_ELEMENTS = 1 << 20
 
@@ -231,9 +233,15 @@ def _at_least_as_extreme(statistics: np.ndarray, observed: float, perplexity: fl
     return int((np.abs(statistics) >= abs(observed) - tolerance).sum())
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap", block: int = 1000,
+def default_block(tokens: int) -> int:
+    """Tokens per block: :data:`BLOCK`, or less on a text too short for :data:`MIN_BLOCKS` of them."""
+    return max(1, min(BLOCK, tokens // MIN_BLOCKS))
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap", block: int | None = None,
                  resamples: int = 10000, seed: int = 0) -> Comparison:
-    """Paired test of two run directories' test perplexities (blocks of whole lines if saved)."""
+    """Paired test of two run directories' test perplexities (blocks of whole lines if
+    saved; ``block`` tokens at least, by default :func:`default_block`)."""
     if method not in METHODS:
         raise NgteachError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     logprobs_a, summary_a = load_run_logprobs(run_a)
@@ -244,7 +252,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap"
                            "differs); only runs on the same test text can be compared")
     lines = _shared_lines(run_a, run_b, len(logprobs_a))
     test = paired_bootstrap if method == "bootstrap" else paired_permutation
-    return test(logprobs_a, logprobs_b, block=block, lines=lines, resamples=resamples, seed=seed)
+    return test(logprobs_a, logprobs_b, block=block or default_block(len(logprobs_a)), lines=lines,
+                resamples=resamples, seed=seed)
 
 
 def _shared_lines(run_a: str | Path, run_b: str | Path, tokens: int) -> np.ndarray | None:

@@ -39,7 +39,7 @@ from torch import nn
 from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import tokens_sha256
-from ngram_teacher.files import read_json_object, temp_file, write_json
+from ngram_teacher.files import read_json_object, temp_file, write_json, write_npy
 from ngram_teacher.provenance import provenance
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
@@ -532,10 +532,10 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
         summary.update(test_ppl=perplexity(mean_nll(logprobs)), test_tokens=len(logprobs), test_text=config.test,
                        test_tokens_sha256=tokens_sha256(data.test.numpy()))
         if distributed.is_main:
-            np.save(out / "test_logprobs.npy", logprobs)
+            write_npy(out / "test_logprobs.npy", logprobs)
             line_starts = np.flatnonzero(data.test.numpy() == data.eos) + 1
-            np.save(out / "test_lines.npy", np.concatenate([[0], line_starts[line_starts < len(logprobs)],
-                                                            [len(logprobs)]]).astype(np.int64))
+            write_npy(out / "test_lines.npy", np.concatenate([[0], line_starts[line_starts < len(logprobs)],
+                                                             [len(logprobs)]]).astype(np.int64))
     if distributed.is_main:
         write_json(out / "summary.json", summary)
     return summary

@@ -208,6 +208,9 @@ def test_compare_runs_reads_run_directories(tmp_path):
         paired_permutation(a32, b32, block=50, lines=lines, resamples=300)
     logprobs, summary = load_run_logprobs(run_a)
     assert logprobs.dtype == np.float64 and np.array_equal(logprobs, a32) and summary["test_tokens"] == 300
+    # by default a text this short gets blocks of 300 / 50 = 6 tokens at least, not 1,000
+    assert compare_runs(run_a, run_b, resamples=300) == paired_bootstrap(a32, b32, block=6, lines=lines,
+                                                                           resamples=300)
 
 
 def one_line_error(match: str, call, *args, **kwargs) -> None:

@@ -17,6 +17,7 @@ from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
 from student.experiment import Step, in_run_order, load_spec, parse_spec, plan_runs, schedule
+from student.results import Line
 from student.significance import load_run_lines, paired_bootstrap
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
@@ -123,6 +124,12 @@ def test_results_table_csv_and_plots(grid):
     assert f"{expected:.2g}" in line.split("|")[6]
     for name in ("docs-valid.png", "docs-test.png"):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
+    base = Line("ce", None, {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
+    line = Line("rank", "count2", {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
+    assert line.delta(base) == pytest.approx((10 + 20) / 2 - (5 + 6) / 2)
 
 
 def test_rerun_changes_nothing_and_a_lost_run_comes_back_the_same(grid):

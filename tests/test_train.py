@@ -357,6 +357,12 @@ def test_eval_and_compare_commands(teacher, tmp_path):
     evaluated = subprocess.run([*COMMAND, "eval", str(tmp_path / "ce"), str(teacher / "test.txt")],
                                capture_output=True, text=True, check=True)
     assert f"perplexity {first['test_ppl']:.2f} over {first['test_tokens']:,} tokens" in evaluated.stdout
+    # a named split is read from its file, here the built-in corpus written into a fresh cache
+    (tmp_path / "docs-test.txt").write_text(python_docs_splits()["test"], encoding="utf-8")
+    by_file, by_name = (subprocess.run([*COMMAND, "eval", str(tmp_path / "ce"), text], capture_output=True, text=True,
+                                       check=True, env={**os.environ, "NGTEACH_CACHE": str(tmp_path / "cache")})
+                        for text in (str(tmp_path / "docs-test.txt"), "python-docs:test"))
+    assert by_name.stdout.split("perplexity")[1] == by_file.stdout.split("perplexity")[1]
     compared = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "rank"), "--resamples",
                                "1000"], capture_output=True, text=True, check=True)
     lines = compared.stdout.splitlines()
