@@ -15,6 +15,7 @@ from ngram_teacher.progress import say
 
 
 def distill(
+    ctx: typer.Context,
     student: str = typer.Option("lstm", help="lstm or transformer."),
     size: str = typer.Option("small", help="tiny, small, medium or large."),
     loss: str = typer.Option("ce", help="ce, ls (label smoothing), rank (Plackett-Luce) or kl."),
@@ -58,6 +59,7 @@ def distill(
     from .model import student_config
 
     if resume is not None:
+        _only_resume(ctx)
         config = train.RunConfig.load(resume / "config.json")
         config.out = str(resume)
     else:
@@ -83,6 +85,14 @@ def distill(
     test_part = f", test ppl {summary['test_ppl']:.2f}" if summary.get("test_ppl") else ""
     say(f"done: {config.out}: valid ppl {summary['valid_ppl']:.2f}{test_part} "
         f"(best epoch {summary['best_epoch']}, {summary['tokens_per_s']:,.0f} tokens/s)")
+
+
+def _only_resume(ctx: typer.Context) -> None:
+    """--resume continues a run as it was set up: a setting given beside it would be ignored."""
+    given = [name for name in ctx.params if name != "resume" and ctx.get_parameter_source(name).name != "DEFAULT"]
+    if given:
+        raise NgteachError(f"--resume takes no other option (the run's config.json holds its settings), "
+                           f"not --{given[0].replace('_', '-')}")
 
 
 def evaluate(run: Path = typer.Argument(..., help="A run directory."),

@@ -215,6 +215,14 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, e
     assert cut["test_ppl"] == whole["test_ppl"] and cut["valid_ppl"] == whole["valid_ppl"]
 
 
+def test_resume_refuses_other_options(teacher, tmp_path):
+    result = subprocess.run([*COMMAND, "distill", "--resume", str(tmp_path), "--epochs", "9"], capture_output=True,
+                            text=True)
+    assert result.returncode != 0
+    assert result.stderr == "ngteach: error: --resume takes no other option (the run's config.json holds its " \
+                            "settings), not --epochs\n"
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
