@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv and install ngteach with its test extras and the optional Hugging Face teachers. torch is pinned to the CPU build
-# that this project is developed against (an unpinned torch pulls a multi-GB CUDA build);
-# kenlm compiles from source, which takes about a minute.
+# Create .venv and install ngteach with its test extras and the optional Hugging Face teachers.
+# torch is pinned to the version this project is developed against: the development machine
+# installs its CPU build from a local wheel, where an unpinned torch would pull the newest
+# multi-GB CUDA build. kenlm compiles from source, which takes about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv

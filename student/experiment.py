@@ -2,9 +2,9 @@
 
 A spec is a small TOML file (the ones behind the README's results are in ``experiments/``)::
 
-    name = "wt2-mini"
-    seeds = [0, 1, 2]
-    baseline = "ce"                 # the configuration every other one is compared with
+    name = "wt2-mini"               # default "experiment"
+    seeds = [0, 1, 2]               # default [0]
+    baseline = "ce"                 # compared with every other configuration (default: the first)
 
     [corpora.wt2-mini]              # paths are relative to the spec; NAME:SPLIT names work too
     train = "../../shared/corpora/wikitext-2/valid.txt"
@@ -15,6 +15,7 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     kind = "count"
     order = 4
     k = 20
+    # discount_fallback = true      # kneser-ney only: as `ngteach arpa --discount-fallback`
 
     [teachers.ba]                   # ... or born-again: the student of a run of this grid
     kind = "born-again"
@@ -22,8 +23,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     seed = 0                        # ... and which seed's run (default: the first seed)
     k = 20
 
-    [student]                       # `ngteach distill` options shared by every run
-    size = "small"
+    [student]                       # `ngteach distill` options shared by every run,
+    size = "small"                  # with _ for - (dropout_embedding = 0.5)
 
     [losses.ce]                     # one configuration per loss without a teacher (ce, ls) ...
     loss = "ce"
