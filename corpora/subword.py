@@ -130,7 +130,10 @@ class SentencePieceTokenizer:
     def load(cls, directory: str | os.PathLike, config: dict) -> "SentencePieceTokenizer":
         """The tokenizer saved in ``directory``; the model must be the one ``config``
         (from ``meta.json``) names, byte for byte."""
-        path = Path(directory) / config.get("model", MODEL_FILE)
+        name = config.get("model", MODEL_FILE)
+        if not isinstance(name, str):
+            raise NgteachError(f"{Path(directory) / 'meta.json'}: the tokenizer's 'model' must be a file name")
+        path = Path(directory) / name
         tokenizer = cls.from_model(path)
         expected, actual = config.get("sha256"), tokenizer.config()["sha256"]
         if expected and expected != actual:

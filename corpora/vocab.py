@@ -36,13 +36,17 @@ class Vocabulary:
         """Most frequent first, ties by token text (code point order).
 
         Words rarer than ``min_count``, or beyond ``max_size`` entries, are left out and
-        become ``<unk>``, which is always in the vocabulary.
+        become ``<unk>``, which is always in the vocabulary. ``<eos>`` (among the types of
+        every corpus) is kept too, whatever its count: every line ends with it. Where it
+        would have survived anyway, the vocabulary is the same as without this rule.
         """
         counts = np.asarray(counts, np.int64)
-        keep = [(int(c), t) for t, c in zip(types, counts) if c >= min_count and t != UNK]
+        reserved = [(int(c), t) for t, c in zip(types, counts) if t == EOS]
+        keep = [(int(c), t) for t, c in zip(types, counts) if c >= min_count and t not in (UNK, EOS)]
         keep.sort(key=lambda ct: (-ct[0], ct[1]))
         if max_size is not None:
-            keep = keep[: max(max_size - 1, 0)]
+            keep = keep[: max(max_size - 1 - len(reserved), 0)]
+        keep += reserved
         kept = {t for _, t in keep}
         unk_count = sum(int(c) for t, c in zip(types, counts) if t not in kept)
         keep.append((unk_count, UNK))

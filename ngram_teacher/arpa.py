@@ -36,6 +36,10 @@ BLOCK_LINES = 1 << 18
 _WHITESPACE = np.zeros(256, bool)
 _WHITESPACE[list(b" \t\n\r\x0b\x0c")] = True
 _COUNT_LINE = re.compile(rb"ngram\s+(\d+)\s*=\s*(\d+)")
+# Values are kept as float32, and rankers take their natural logs (x 2.3) in float32 too:
+# a value below -LOG10_LIMIT reads as -inf (a probability or backoff of 0), one above
+# +LOG10_LIMIT is an error.
+LOG10_LIMIT = 1e38
 
 
 # How ARPA files spell sentence start and end (the token stream's <eos> is ARPA's </s>).
@@ -70,9 +74,10 @@ def read_arpa(path: str | os.PathLike, on_bytes: Callable[[int], None] | None = 
     Fields are separated by any run of ASCII whitespace (tabs or spaces); the backoff
     column is optional on every order but the highest (absent = 0). Words are the
     1-grams, in file order; a word of a longer n-gram must be one of them. Numbers are
-    what Python's ``float()`` reads; a NaN, a positive log probability or a +inf is an
-    error, as is an empty file, bytes that are not UTF-8, a header count that differs
-    from its section, a missing section or ``\\end\\``, and a line of the wrong order.
+    what Python's ``float()`` reads; one below -1e38 reads as -inf; a NaN, a positive log
+    probability, a +inf or a value above 1e38 is an error, as is an empty file, bytes
+    that are not UTF-8, a header count that differs from its section, a missing section
+    or ``\\end\\``, and a line of the wrong order.
     """
     path = Path(path)
     lines = _Lines(path, _read_bytes(path))
@@ -286,6 +291,10 @@ def _numbers(lines: _Lines, line: np.ndarray, tokens: np.ndarray, what: str) -> 
     bad = np.flatnonzero(np.isnan(values) | (values == np.inf))
     if len(bad):
         raise lines.fail(int(line[bad[0]]), f"{what} {values[bad[0]]} is not a log10 value")
+    bad = np.flatnonzero(values > LOG10_LIMIT)
+    if len(bad):
+        raise lines.fail(int(line[bad[0]]), f"{what} {values[bad[0]]} is too large (the limit is {LOG10_LIMIT:g})")
+    values[values < -LOG10_LIMIT] = -np.inf
     return values
 
 

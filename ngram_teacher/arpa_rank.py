@@ -494,6 +494,7 @@ def arpa_continuations(model: NgramModel, teacher: ArpaTeacher, context: str, k:
     """The k best next words after ``context`` (text, tokenized like the corpus), with
     ``bos`` the context starts a line (follows ``<s>``), else it has nothing before it."""
     check_k(k)
+    k = min(k, len(model.vocab))  # longer rows would hold only padding
     stream = np.append(model.tokenizer.encode_text(context), 0).astype(np.int64)
     ids = np.empty((len(stream), k), np.int64)
     orders = np.empty((len(stream), k), np.uint8)

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from corpora import NgteachError, WordTokenizer, check_corpus
@@ -58,25 +57,38 @@ def resolve_corpus_arg(spec: str, data_dir: Optional[Path]) -> Path:
         return resolve_corpus(spec, data_dir=data_dir, on_bytes=bars.add(f"fetch {spec}", None, "bytes"))
 
 
-def _tokenize_with(tokenizer: str, vocab_size: Optional[int], sp_model: Optional[Path], min_count: int,
-                   max_vocab: Optional[int]):
-    """The function that turns the corpus into (tokenizer, ids) for ``build``."""
-    if sp_model is not None:
-        from corpora.subword import SentencePieceTokenizer
+def _tokenize_with(tokenizer: Optional[str], vocab_size: Optional[int], sp_model: Optional[Path],
+                   min_count: Optional[int], max_vocab: Optional[int]):
+    """The function that turns the corpus into (tokenizer, ids) for ``build``. The options
+    of one tokenizer given with the other are refused, not ignored."""
+    kind = tokenizer or ("sentencepiece" if sp_model is not None else "word")
+    if kind not in ("word", "sentencepiece"):
+        raise NgteachError(f"--tokenizer must be 'word' or 'sentencepiece', not {kind!r}")
+    if kind == "word":
+        other, foreign = "sentencepiece", _given(vocab_size=vocab_size, sp_model=sp_model)
+    else:
+        other, foreign = "word", _given(min_count=min_count, max_vocab=max_vocab)
+    if foreign:
+        raise NgteachError(f"{' and '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} for --tokenizer {other}, "
+                           f"not {kind}")
+    if kind == "word":
+        return partial(WordTokenizer.train, min_count=min_count or 1, max_size=max_vocab)
+    from corpora.subword import SentencePieceTokenizer
 
+    if sp_model is not None and vocab_size is not None:
+        raise NgteachError("--sp-model uses an existing sentencepiece model and --vocab-size trains a new one: "
+                           "give only one")
+    if sp_model is not None:
         loaded = SentencePieceTokenizer.from_model(sp_model)
         return lambda path, on_bytes: (loaded, loaded.encode_file(path, on_bytes))
-    if tokenizer == "word":
-        if vocab_size is not None:
-            raise NgteachError("--vocab-size is for --tokenizer sentencepiece; use --max-vocab for words")
-        return partial(WordTokenizer.train, min_count=min_count, max_size=max_vocab)
-    if tokenizer == "sentencepiece":
-        if vocab_size is None:
-            raise NgteachError("--tokenizer sentencepiece needs --vocab-size N (or --sp-model FILE)")
-        from corpora.subword import SentencePieceTokenizer
+    if vocab_size is None:
+        raise NgteachError("--tokenizer sentencepiece needs --vocab-size N (or --sp-model FILE)")
+    return partial(SentencePieceTokenizer.train, vocab_size=vocab_size)
 
-        return partial(SentencePieceTokenizer.train, vocab_size=vocab_size)
-    raise NgteachError(f"--tokenizer must be 'word' or 'sentencepiece', not {tokenizer!r}")
+
+def _given(**options) -> list[str]:
+    """The command-line names of the options that were given (are not None)."""
+    return [f"--{name.replace('_', '-')}" for name, value in options.items() if value is not None]
 
 
 @app.command()
@@ -84,11 +96,13 @@ def build(
     corpus: str = typer.Argument(..., help="Text file (UTF-8), or a named corpus such as wikitext-2:valid."),
     order: int = typer.Option(4, "--order", "-n", min=1, max=MAX_ORDER, help="Highest n-gram order."),
     out: Path = typer.Option(DEFAULT_MODEL, "--out", "-o", help="Model directory to write."),
-    tokenizer: str = typer.Option("word", help="word (whitespace + <eos> per line) or sentencepiece."),
+    tokenizer: Optional[str] = typer.Option(None, help="word (whitespace + <eos> per line; the default) or "
+                                                       "sentencepiece (the default with --sp-model)."),
     vocab_size: Optional[int] = typer.Option(None, min=8, help="Sentencepiece vocabulary size to train."),
     sp_model: Optional[Path] = typer.Option(None, help="Use an existing sentencepiece .model."),
-    min_count: int = typer.Option(1, min=1, help="Words seen fewer times become <unk>."),
-    max_vocab: Optional[int] = typer.Option(None, min=2, help="Keep at most this many words (with <unk>)."),
+    # None rather than 1, so that giving it with sentencepiece is noticed
+    min_count: Optional[int] = typer.Option(None, min=1, help="Words seen fewer times become <unk> (default 1)."),
+    max_vocab: Optional[int] = typer.Option(None, min=2, help="Keep at most this many words (with <unk> and <eos>)."),
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
 ) -> None:
     """Count the n-grams of CORPUS and write a model directory."""
@@ -129,12 +143,13 @@ def rank(
     if output is None and sys.stdout.isatty():
         raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
                            "or use -o FILE")
-    if output is not None and not output.parent.is_dir():
-        raise NgteachError(f"{output.parent}: no such directory for --output")
+    if output is not None:
+        _check_output(output)
     if teacher_spec is not None and (arpa is not None or min_order != 1):
         raise NgteachError("--teacher takes neither --arpa nor --min-order")
     started = time.perf_counter()
     teacher = NgramModel(model)
+    k = _at_most_vocabulary(k, teacher)
     target = output if output is not None else sys.stdout.buffer
     with progress_bars() as bars:
         if corpus is None:
@@ -172,8 +187,7 @@ def arpa(
 ) -> None:
     """Estimate an interpolated modified Kneser-Ney model of the model's corpus, as KenLM's
     lmplz does (sentences per line), and write it as an ARPA file."""
-    if not output.parent.is_dir():
-        raise NgteachError(f"{output.parent}: no such directory for --output")
+    _check_output(output)
     started = time.perf_counter()
     teacher = NgramModel(model)
     order = order or teacher.order
@@ -199,7 +213,10 @@ def query(
 ) -> None:
     """Show what the teacher ranks after CONTEXT, with each entry's order and count (or,
     with --arpa, its log10 probability)."""
+    if bos and arpa is None:
+        raise NgteachError("--bos is for --arpa (the count teacher's contexts never follow <s>)")
     teacher = NgramModel(model)
+    k = _at_most_vocabulary(k, teacher)
     ids = teacher.tokenizer.encode_text(context)
     shown = " ".join(teacher.vocab.tokens[i] for i in ids)
     if arpa is None:
@@ -227,9 +244,25 @@ def info(path: Path = typer.Argument(..., help="A model directory or a ranks fil
 
 
 def _file_size(path: Path) -> int:
+    if path.is_dir():
+        raise NgteachError(f"{path}: is a directory, not an ARPA file")
     if not path.is_file():
         raise NgteachError(f"{path}: no such ARPA file")
     return path.stat().st_size
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an --output that cannot become a file, before any work is done."""
+    if output.is_dir():
+        raise NgteachError(f"{output}: is a directory; --output needs a file name")
+    if not output.parent.is_dir():
+        raise NgteachError(f"{output.parent}: no such directory for --output")
+
+
+def _at_most_vocabulary(k: int, model: NgramModel) -> int:
+    """--k, capped at the vocabulary size (longer rows would hold only padding); the line
+    that ends ``rank`` says which k was used."""
+    return min(k, len(model.vocab))
 
 
 def _describe_model(model: NgramModel) -> None:
@@ -247,9 +280,7 @@ def _describe_model(model: NgramModel) -> None:
 
 def _describe_ranks(ranks: RankFile) -> None:
     header = ranks.header
-    bad = _scan_ranks(ranks)
-    if bad:
-        raise NgteachError(f"{ranks.path}: corrupt ranks file ({bad})")
+    ranks.check_ids()
     print(f"ngteach ranks file {ranks.path} (format {header['format_version']})")
     print(f"  positions  {header['n_positions']:,} x k={header['k']} ({header['id_dtype']} ids, pad "
           f"{header['pad_id']})")
@@ -258,20 +289,6 @@ def _describe_ranks(ranks: RankFile) -> None:
     print(f"  scores     {json.dumps(header['scores'])}")
     print(f"  vocabulary {header['vocab_size']:,} (sha256 {header['vocab_sha256'][:16]}...)")
     print(f"  tokens     sha256 {header['tokens_sha256'][:16]}...")
-
-
-def _scan_ranks(ranks: RankFile) -> str | None:
-    """Why the arrays are inconsistent (ids out of range, padding in the middle), or None."""
-    pad, vocab_size = ranks.header["pad_id"], ranks.header["vocab_size"]
-    for start in range(0, len(ranks), 1 << 18):
-        ids = np.asarray(ranks.ids[start:start + (1 << 18)])
-        orders = np.asarray(ranks.orders[start:start + (1 << 18)])
-        padding = orders == 0
-        if np.any(padding & (ids != pad)) or np.any(~padding & (ids >= vocab_size)):
-            return f"ids out of range near row {start}"
-        if np.any(padding[:, :-1] & ~padding[:, 1:]):
-            return f"padding before real entries near row {start}"
-    return None
 
 
 # The student's commands (distill, eval, compare): the command line is the one place
@@ -292,6 +309,13 @@ def _command_line_error(error: Exception) -> tuple[str, int] | None:
 
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
+    for arg in sys.argv[1:] if argv is None else argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # Python decodes bytes that are not UTF-8 as lone surrogates
+            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            say(f"ngteach: error: the argument '{shown}' is not valid UTF-8")
+            sys.exit(2)
     try:
         code = command.main(args=argv, prog_name="ngteach", standalone_mode=False)
     except NgteachError as e:

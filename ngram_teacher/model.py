@@ -35,7 +35,6 @@ META = "meta.json"
 TOKENS = "tokens.npy"
 COUNTS = "counts"
 TOOL_VERSION = "0.1.0"
-META_KEYS = ("order", "n_tokens", "vocab_size", "ngrams", "tokenizer", "vocab_sha256", "tokens_sha256", "corpus")
 
 
 def tokens_sha256(tokens: np.ndarray) -> str:
@@ -105,6 +104,7 @@ class NgramModel:
         if len(tokens) != self.meta["n_tokens"]:
             raise NgteachError(f"{self.directory}: tokens.npy has {len(tokens)} tokens, meta.json says "
                                f"{self.meta['n_tokens']}")
+        _check_ids(self.directory / TOKENS, tokens, len(self.vocab))  # the rank kernel indexes by token
         return tokens
 
     def _load_order(self, m: int) -> OrderTable:
@@ -116,7 +116,25 @@ class NgramModel:
                 == expected and len(table.offsets) == n_contexts + 1 and int(table.offsets[-1]) == expected):
             raise NgteachError(f"{self.directory}: the order-{m} count table is incomplete or does not match "
                                "meta.json")
+        _check_table(self.directory / COUNTS, m, table, len(self.vocab))
         return table
+
+
+def _check_table(counts_dir: Path, m: int, table: OrderTable, vocab_size: int) -> None:
+    """Refuse a table whose offsets or word ids point outside their arrays: the C kernels
+    follow them unchecked, so a corrupt table would crash them. Vectorised O(n) passes."""
+    offsets = table.offsets
+    if offsets[0] != 0 or np.any(offsets[1:] < offsets[:-1]):
+        raise NgteachError(f"{counts_dir}/{m}.offsets.npy: corrupt (offsets must start at 0 and never decrease)")
+    for name in ("words", "cont_words"):
+        _check_ids(counts_dir / f"{m}.{name}.npy", getattr(table, name), vocab_size)
+
+
+def _check_ids(path: Path, ids: np.ndarray, vocab_size: int) -> None:
+    """Refuse word ids the vocabulary lacks: the kernels index per-word arrays with them."""
+    top = int(ids.max(initial=0))
+    if len(ids) and top >= vocab_size:
+        raise NgteachError(f"{path}: corrupt (word id {top} is outside the vocabulary of {vocab_size} words)")
 
 
 def _read_meta(directory: Path) -> dict:
@@ -128,13 +146,35 @@ def _read_meta(directory: Path) -> dict:
     if meta.get("format_version") != MODEL_FORMAT_VERSION:
         raise NgteachError(f"{directory}: model format version {meta.get('format_version')} is not supported "
                            f"(this ngteach reads version {MODEL_FORMAT_VERSION})")
-    missing = [key for key in META_KEYS if key not in meta]
+    missing = [key for key in _META_FIELDS if key not in meta]
     if missing:
         raise NgteachError(f"{directory}/{META}: incomplete (no {', '.join(missing)})")
-    if not (isinstance(meta["order"], int) and 1 <= meta["order"] <= MAX_ORDER
-            and isinstance(meta["ngrams"], list) and len(meta["ngrams"]) == meta["order"]):
-        raise NgteachError(f"{directory}/{META}: order must be 1 to {MAX_ORDER} with one n-gram count per order")
+    for key, (valid, expected) in _META_FIELDS.items():
+        if not valid(meta[key]):
+            raise NgteachError(f"{directory}/{META}: '{key}' must be {expected}, not {json.dumps(meta[key])[:40]}")
+    if len(meta["ngrams"]) != meta["order"]:
+        raise NgteachError(f"{directory}/{META}: 'ngrams' must hold one count per order (order {meta['order']})")
     return meta
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0  # JSON true is an int too
+
+
+# The fields every meta.json has, and what each must be: checked when it is read so that
+# a hand-edited file fails there, naming the field, rather than deep inside a command.
+_META_FIELDS = {
+    "tool_version": (lambda v: isinstance(v, str), "a string"),
+    "order": (lambda v: _count(v) and 1 <= v <= MAX_ORDER, f"an integer from 1 to {MAX_ORDER}"),
+    "n_tokens": (_count, "a non-negative integer"),
+    "vocab_size": (_count, "a non-negative integer"),
+    "ngrams": (lambda v: isinstance(v, list) and all(map(_count, v)), "a list of non-negative integers"),
+    "tokenizer": (lambda v: isinstance(v, dict) and isinstance(v.get("kind"), str), 'an object with a "kind"'),
+    "vocab_sha256": (lambda v: isinstance(v, str), "a string"),
+    "tokens_sha256": (lambda v: isinstance(v, str), "a string"),
+    "corpus": (lambda v: isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str)
+               and _count(v.get("bytes")), 'an object with "path", "sha256" and "bytes"'),
+}
 
 
 def _load_array(path: Path) -> np.ndarray:

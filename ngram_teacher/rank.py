@@ -67,6 +67,7 @@ class Candidate:
 def continuations(model: NgramModel, context: str, k: int) -> list[Candidate]:
     """What the teacher ranks after ``context`` (text, tokenized like the corpus)."""
     check_k(k)
+    k = min(k, len(model.vocab))  # longer rows would hold only padding
     context_ids = model.tokenizer.encode_text(context)
     stream = np.append(context_ids, np.uint32(0)).astype(np.uint32)
     ids = np.empty((1, k), np.uint32)

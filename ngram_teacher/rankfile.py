@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
+import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -85,12 +87,16 @@ class RankFileWriter:
         head = encode_header(self.header)
         self.header["_data_offset"] = len(head)
         self.path = temp_file(directory, ".ranks.")
-        with open(self.path, "wb") as f:
-            f.write(head)
-            f.truncate(file_size(self.header))
-        shape = (self.header["n_positions"], self.header["k"])
-        self.arrays = {name: np.memmap(self.path, dtype, "r+", offset, shape)
-                       for name, dtype, offset in array_layout(self.header)}
+        try:
+            with open(self.path, "wb") as f:
+                f.write(head)
+                f.truncate(file_size(self.header))
+            shape = (self.header["n_positions"], self.header["k"])
+            self.arrays = {name: np.memmap(self.path, dtype, "r+", offset, shape)
+                           for name, dtype, offset in array_layout(self.header)}
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
 
     def __enter__(self) -> "RankFileWriter":
         return self
@@ -123,7 +129,13 @@ def write_rank_file(header: dict, target: str | os.PathLike | BinaryIO, fill: Ca
     binary stream such as standard output): ``fill(arrays)`` writes the rows into the
     writer's arrays, then the file is published whole; nothing is left if it raises."""
     to_path = isinstance(target, (str, os.PathLike))
-    with RankFileWriter(header, Path(target).resolve().parent if to_path else None) as writer:
+    try:
+        writer = RankFileWriter(header, Path(target).resolve().parent if to_path else None)
+    except OSError as e:
+        shown = target if to_path else f"standard output (built in {tempfile.gettempdir()})"
+        size = file_size({**header, "_data_offset": len(encode_header(header))})
+        raise NgteachError(f"{shown}: cannot create a ranks file of {size:,} bytes ({e.strerror or e})") from None
+    with writer:
         fill(writer.arrays)
         if to_path:
             writer.publish(target)
@@ -160,6 +172,20 @@ class RankFile:
         if tokens_sha256 is not None and self.header["tokens_sha256"] != tokens_sha256:
             raise NgteachError(f"{self.path}: ranks a different token stream than {what}")
 
+    def check_ids(self, vocab_size: int | None = None) -> None:
+        """Read the whole file and refuse ids out of range (at least ``vocab_size``, by
+        default the header's) and padding before real entries."""
+        pad = self.header["pad_id"]
+        vocab_size = self.header["vocab_size"] if vocab_size is None else vocab_size
+        for start in range(0, len(self), 1 << 18):
+            ids = np.asarray(self.ids[start:start + (1 << 18)])
+            padding = np.asarray(self.orders[start:start + (1 << 18)]) == 0
+            for bad, why in (((padding & (ids != pad)) | (~padding & (ids >= vocab_size)), "ids out of range"),
+                             (padding[:, :-1] & ~padding[:, 1:], "padding before real entries")):
+                rows = np.flatnonzero(bad.any(axis=1))
+                if len(rows):
+                    raise NgteachError(f"{self.path}: corrupt ranks file ({why} in row {start + rows[0]})")
+
 
 def _read_header(path: Path) -> dict:
     try:
@@ -195,6 +221,8 @@ def _validate_header(path: Path, header: object) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in header]
     if missing:
         bad(f"missing {', '.join(missing)}")
+    if not isinstance(header["format_version"], int) or isinstance(header["format_version"], bool):
+        bad("format_version must be an integer")
     if header["format_version"] != FORMAT_VERSION:
         raise NgteachError(f"{path}: ranks format version {header['format_version']} is not supported "
                            f"(this ngteach reads version {FORMAT_VERSION})")
@@ -212,3 +240,8 @@ def _validate_header(path: Path, header: object) -> None:
         bad(f"scores must be null or an object with a dtype in {SCORE_DTYPES}")
     if not isinstance(header["teacher"], dict):
         bad("teacher must be an object")
+    if not isinstance(header["gt_first"], bool):
+        bad("gt_first must be true or false")
+    for key in ("vocab_sha256", "tokens_sha256"):
+        if not isinstance(header[key], str) or not re.fullmatch("[0-9a-f]{64}", header[key]):
+            bad(f"{key} must be a sha256 digest, 64 hexadecimal digits")

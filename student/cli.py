@@ -56,25 +56,13 @@ def distill(
 ) -> None:
     """Train a student language model from the teacher's ranks."""
     from . import train
-    from .model import student_config
 
     if resume is not None:
         _only_resume(ctx)
         config = train.RunConfig.load(resume / "config.json")
         config.out = str(resume)
     else:
-        config = train.RunConfig(
-            model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
-            size=size, loss=loss, weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
-            k=k, partition=partition, min_order=min_order, smoothing=smoothing, optimizer=optimizer,
-            lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
-            batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
-            patience=patience, min_improvement=min_improvement, checkpoint_every=checkpoint_every, seed=seed,
-            student=student_config(student, size, layers=layers, width=width, embedding=embedding,
-                                   window=window, memory=memory, dropout=dropout, dropout_embedding=dropout_embedding,
-                                   tie_weights=tie_weights),
-        )
-        config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")
+        config = run_config(**ctx.params)
         if Path(config.out).exists() and any(Path(config.out).iterdir()):
             raise NgteachError(f"{config.out}: the run directory exists; use --resume {config.out} or another --out")
     from ngram_teacher.progress import progress_bars
@@ -85,6 +73,29 @@ def distill(
     test_part = f", test ppl {summary['test_ppl']:.2f}" if summary.get("test_ppl") else ""
     say(f"done: {config.out}: valid ppl {summary['valid_ppl']:.2f}{test_part} "
         f"(best epoch {summary['best_epoch']}, {summary['tokens_per_s']:,.0f} tokens/s)")
+
+
+def run_config(*, student, size, loss, weight, partition, k, min_order, smoothing, model, ranks, valid, test,
+               data_dir, out, layers, width, embedding, window, memory, dropout, dropout_embedding, tie_weights,
+               optimizer, lr, schedule, batch_size, clip, epochs, max_tokens, max_time, patience, min_improvement,
+               checkpoint_every, seed, **_):
+    """The ``train.RunConfig`` of distill's options (its ``ctx.params``), before ``train.check_config``."""
+    from . import train
+    from .model import student_config
+
+    config = train.RunConfig(
+        model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
+        size=size, loss=loss, weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
+        k=k, partition=partition, min_order=min_order, smoothing=smoothing, optimizer=optimizer,
+        lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
+        batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
+        patience=patience, min_improvement=min_improvement, checkpoint_every=checkpoint_every, seed=seed,
+        student=student_config(student, size, layers=layers, width=width, embedding=embedding,
+                               window=window, memory=memory, dropout=dropout, dropout_embedding=dropout_embedding,
+                               tie_weights=tie_weights),
+    )
+    config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")
+    return config
 
 
 def _only_resume(ctx: typer.Context) -> None:
@@ -159,7 +170,13 @@ def _run_grid(spec, out: Optional[Path], jobs: int, threads: Optional[int], data
     from .experiment import plan_runs, run_experiment, write_results
 
     out = out or Path("runs") / spec.name
+    if out.exists() and not out.is_dir():
+        raise NgteachError(f"{out}: the output folder is a file")
     if results_only:
+        if not out.exists():
+            raise NgteachError(f"{out}: no such experiment folder")
+        if not (out / "experiment.json").is_file():
+            raise NgteachError(f"{out}: not an experiment folder (no experiment.json)")
         files = write_results(spec, plan_runs(spec, out), out)
         say(f"wrote {', '.join(str(f) for f in files)}")
         return

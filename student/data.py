@@ -38,7 +38,8 @@ def bptt_batches(stream: Tensor, columns: int, length: int, rank: int = 0, world
     """Side-by-side columns of the stream, ``length`` tokens per batch, in order."""
     per_column = (len(stream) - 1) // columns
     if per_column < 1:
-        raise NgteachError(f"the text ({len(stream)} tokens) is too short for {columns} columns")
+        raise NgteachError(f"the training text ({len(stream):,} tokens) is too short for {columns} columns "
+                           "(--batch-size)")
     mine = torch.arange(rank, columns, world)
     starts = mine * per_column
     for offset in range(0, per_column, length):
@@ -53,7 +54,8 @@ def window_batches(stream: Tensor, windows_per_batch: int, length: int, seed: in
     process, which then takes its share)."""
     count = (len(stream) - 1) // length
     if count < 1:
-        raise NgteachError(f"the text ({len(stream)} tokens) is shorter than one window of {length}")
+        raise NgteachError(f"the training text ({len(stream):,} tokens) is shorter than one window of {length} "
+                           "(--window)")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     order = order[rank::world]
     steps = torch.arange(length)
@@ -90,6 +92,10 @@ class TeacherReader:
             raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
         if k is not None and not 1 <= k <= ranks.k:
             raise NgteachError(f"--k must be between 1 and the ranks file's k ({ranks.k}), not {k}")
+        order = ranks.header["teacher"].get("order", 1)  # a neural teacher's entries are all of order 1
+        if isinstance(order, int) and min_order > order:
+            raise NgteachError(f"--min-order {min_order} is above the order of the teacher of {ranks.path} ({order}): "
+                               "it would leave out every entry")
         self.file = ranks
         self.k = k or ranks.k
         self.min_order = min_order
@@ -100,6 +106,15 @@ class TeacherReader:
         if partition == "count" and (scores is None or scores.get("kind") != "count"):
             raise NgteachError(f"{ranks.path}: --partition count needs the counts in the ranks file "
                                "(make it with ngteach rank --scores)")
+
+    def check_rows(self, positions: int, vocab_size: int) -> None:
+        """Refuse a file without a row for each of the ``positions`` of the training stream or
+        with ids of ``vocab_size`` or more: a corrupt file whose checksums still match."""
+        if len(self.file) != positions or self.file.header["vocab_size"] != vocab_size:
+            raise NgteachError(f"{self.file.path}: corrupt ranks file ({len(self.file):,} rows and a vocabulary of "
+                               f"{self.file.header['vocab_size']:,} for the {positions:,} positions and "
+                               f"{vocab_size:,} words of the training stream)")
+        self.file.check_ids(vocab_size)
 
     def rows(self, positions: Tensor) -> TeacherRows:
         flat = positions.reshape(-1).numpy()

@@ -3,7 +3,7 @@
 A spec is a small TOML file (the ones behind the README's results are in ``experiments/``)::
 
     name = "wt2-mini"               # default "experiment"
-    seeds = [0, 1, 2]               # default [0]
+    seeds = [0, 1, 2]               # default [0]; no seed twice
     baseline = "ce"                 # compared with every other configuration (default: the first)
 
     [corpora.wt2-mini]              # paths are relative to the spec; NAME:SPLIT names work too
@@ -23,8 +23,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     seed = 0                        # ... and which seed's run (default: the first seed)
     k = 20
 
-    [student]                       # `ngteach distill` options shared by every run,
-    size = "small"                  # with _ for - (dropout_embedding = 0.5)
+    [student]                       # `ngteach distill` options shared by every run, with _ for -
+    size = "small"                  # (dropout_embedding = 0.5), checked as distill checks them
 
     [losses.ce]                     # one configuration per loss without a teacher (ce, ls) ...
     loss = "ce"
@@ -33,11 +33,16 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     weight = 0.01
     teachers = ["count4"]           # default: every teacher (kl: those with log-probabilities)
 
+Names of the experiment, corpora, teachers and losses are made of letters, digits, ``.``,
+``_`` and ``-`` and do not start with ``.`` (they name folders and files).
+
 Everything goes under the output folder (see FORMATS.md): the corpus splits, one model
 directory and ranks file per teacher (built once, shared by every run that uses it), one
 ``ngteach distill`` run directory per configuration and seed, and the results. A run that
 finished is skipped, an interrupted one resumed, so rerunning a spec picks up where it
-stopped and rerunning a finished one changes nothing.
+stopped and rerunning a finished one changes nothing. A spec that changes what is already
+there is refused: a corpus's entry or the text of its files, a teacher's table, the
+options of a run that started (each corpus and teacher records what it was made from).
 
 The N-gram teachers are made before any run. A born-again teacher's ranks (as ``ngteach
 rank --teacher born-again:RUN --scores`` writes them) are made as soon as its run (of the
@@ -48,17 +53,18 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from corpora import NgteachError, check_corpus
+from corpora import NgteachError, check_corpus, read_blocks
 from ngram_teacher.files import read_json_object, write_atomic, write_json
 
 # The keys of a [teachers.NAME] table besides kind, per kind.
@@ -67,7 +73,13 @@ TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_
 LOSSES_WITH_TEACHER = ("rank", "kl")
 # Options the experiment sets itself for every run.
 RUN_OWNED = ("model", "ranks", "valid", "test", "out", "seed", "resume")
+# distill's parameters that are no options of a run (its click context, the corpora mirror).
+NOT_OPTIONS = ("ctx", "data_dir")
 PLAN = "plan.json"
+SOURCE = "source.json"  # in CORPUS/data: what the splits were made from
+TEACHER = "teacher.json"  # in CORPUS/teachers/NAME: what the teacher was made with
+# Names of the experiment, corpora, teachers and losses (folder and file names; @ joins a loss and its teacher).
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -153,30 +165,44 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
         return NgteachError(f"{where}: {message}")
 
     _only(raw, {"name", "seeds", "baseline", "corpora", "teachers", "student", "losses"}, "the top level", bad)
+    name = raw.get("name", "experiment")
+    _check_name(name, "the experiment", bad)
     seeds = raw.get("seeds", [0])
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int and s >= 0 for s in seeds)):
         raise bad("seeds must be a list of non-negative integers")
+    if len(set(seeds)) < len(seeds):
+        raise bad(f"seeds {seeds} repeat a seed")
     corpora = [_corpus(name, table, bad) for name, table in _tables(raw, "corpora", bad).items()]
     if not corpora:
         raise bad("no [corpora.NAME] table")
     teachers = {name: _teacher(name, table, seeds, bad) for name, table in _tables(raw, "teachers", bad).items()}
     student = raw.get("student", {})
+    if not isinstance(student, dict):
+        raise bad("student must be a table ([student])")
     _check_distill_options(student, "[student]", bad)
-    configs = [c for name, table in _tables(raw, "losses", bad).items() for c in _configs(name, table, teachers, bad)]
+    configs = [c for name, table in _tables(raw, "losses", bad).items()
+               for c in _configs(name, table, teachers, student, bad)]
     if not configs:
         raise bad("no [losses.NAME] table")
     _check_born_again_runs(teachers, configs, bad)
     baseline = raw.get("baseline", configs[0].name)
     if baseline not in {c.name for c in configs}:
         raise bad(f"baseline {baseline!r} is none of the configurations {', '.join(c.name for c in configs)}")
-    return Spec(str(raw.get("name", "experiment")), folder, seeds, baseline, corpora, teachers, student, configs)
+    return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs)
 
 
 def _tables(raw: dict, key: str, bad) -> dict:
     tables = raw.get(key, {})
     if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
         raise bad(f"{key} must hold tables ([{key}.NAME])")
+    for name in tables:
+        _check_name(name, {"corpora": "corpus", "teachers": "teacher", "losses": "loss"}[key], bad)
     return tables
+
+
+def _check_name(name, what: str, bad) -> None:
+    if not (isinstance(name, str) and NAME.fullmatch(name)):
+        raise bad(f"{what} name {name!r} may hold only letters, digits, '.', '_' and '-', and not start with '.'")
 
 
 def _only(table: dict, allowed: set[str], what: str, bad) -> None:
@@ -189,6 +215,9 @@ def _corpus(name: str, table: dict, bad) -> CorpusSpec:
     _only(table, {"train", "valid", "test", "valid_fraction", "test_fraction"}, f"[corpora.{name}]", bad)
     if "train" not in table:
         raise bad(f"[corpora.{name}] needs train")
+    for split in ("train", "valid", "test"):
+        if split in table and not (isinstance(table[split], str) and table[split]):
+            raise bad(f"[corpora.{name}] {split} must be a file name or a named split, not {table[split]!r}")
     for split in ("valid", "test"):
         fraction = table.get(f"{split}_fraction")
         if (split in table) == (fraction is not None):
@@ -208,6 +237,8 @@ def _teacher(name: str, table: dict, seeds: list[int], bad) -> TeacherSpec:
     teacher = TeacherSpec(name, **{**defaults, **table})
     if not (isinstance(teacher.order, int) and 1 <= teacher.order <= 16 and isinstance(teacher.k, int) and teacher.k >= 1):
         raise bad(f"{where} order must be 1..16 and k at least 1")
+    if not isinstance(teacher.discount_fallback, bool):
+        raise bad(f"{where} discount_fallback must be true or false, not {teacher.discount_fallback!r}")
     if kind == "born-again" and not isinstance(teacher.run, str):
         raise bad(f"{where} needs run, the configuration (without a teacher) whose student teaches")
     if kind == "born-again" and not (isinstance(teacher.seed, int) and teacher.seed in seeds):
@@ -225,22 +256,28 @@ def _check_born_again_runs(teachers: dict[str, TeacherSpec], configs: list[Confi
                       f"a teacher ({', '.join(plain) or 'there are none'})")
 
 
-def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], bad) -> list[Config]:
+def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: dict, bad) -> list[Config]:
     options = {key: value for key, value in table.items() if key != "teachers"}
     _check_distill_options(options, f"[losses.{name}]", bad)
-    loss = options.get("loss", "ce")
+    config = _check_run_options({**student, **options}, f"[losses.{name}] (with [student])", bad)
+    loss = config.loss
     if loss not in LOSSES_WITH_TEACHER:
         if "teachers" in table:
             raise bad(f"[losses.{name}] loss {loss!r} uses no teacher")
         return [Config(name, loss, None, options)]
     usable = [t for t in teachers.values() if loss != "kl" or t.has_logprobs]
     chosen = table.get("teachers", [t.name for t in usable])
+    if not (isinstance(chosen, list) and all(isinstance(t, str) for t in chosen) and len(set(chosen)) == len(chosen)):
+        raise bad(f"[losses.{name}] teachers must be a list of teacher names without repeats, not {chosen!r}")
     for teacher in chosen:
         if teacher not in teachers:
             raise bad(f"[losses.{name}] names teacher {teacher!r}, which no [teachers.{teacher}] defines")
         if loss == "kl" and not teachers[teacher].has_logprobs:
             raise bad(f"[losses.{name}] kl needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")
+        if config.k is not None and config.k > teachers[teacher].k:
+            raise bad(f"[losses.{name}] k = {config.k} is more than the k = {teachers[teacher].k} "
+                      f"of teacher {teacher!r}")
     if not chosen:
         raise bad(f"[losses.{name}] has no teacher to learn from")
     return [Config(f"{name}@{teacher}", loss, teacher, options) for teacher in chosen]
@@ -249,8 +286,40 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], bad) -> l
 def _check_distill_options(options: dict, what: str, bad) -> None:
     from .cli import distill
 
-    known = set(inspect.signature(distill).parameters) - set(RUN_OWNED)
+    known = set(inspect.signature(distill).parameters) - set(RUN_OWNED) - set(NOT_OPTIONS)
     _only(options, known, what, bad)
+
+
+def _check_run_options(options: dict, what: str, bad):
+    """The run configuration ``ngteach distill`` makes of ``options``, refused as distill
+    would refuse it (before it reads any file)."""
+    import typer
+
+    from . import train
+    from .cli import distill, run_config
+    from .data import PARTITION_MODES
+
+    app = typer.Typer(add_completion=False)
+    app.command()(distill)
+    command = typer.main.get_command(app)
+    flags = {param.name for param in command.params if getattr(param, "is_flag", False)}
+    for key, value in options.items():
+        if key in flags and not isinstance(value, bool):
+            raise bad(f"{what}: {key} must be true or false, not {value!r}")
+        if key not in flags and isinstance(value, bool):
+            raise bad(f"{what}: {key} takes a value, not true or false")
+    try:
+        config = run_config(**command.make_context("distill", _distill_args(options)).params)
+        train.check_config(config)
+    except NgteachError as e:
+        raise bad(f"{what}: {e}") from None
+    except Exception as e:  # typer's click-style errors (bad values, extra arguments), known by their interface
+        if not callable(getattr(e, "format_message", None)):
+            raise
+        raise bad(f"{what}: {e.format_message()}") from None
+    if config.partition not in PARTITION_MODES:
+        raise bad(f"{what}: --partition must be one of {', '.join(PARTITION_MODES)}, not {config.partition!r}")
+    return config
 
 
 # ---- the plan ---------------------------------------------------------------------------------
@@ -315,39 +384,101 @@ def check_plan(runs: list[Run], out: Path) -> None:
 
 # ---- data and teachers ------------------------------------------------------------------------
 
-def prepare_corpus(spec: Spec, corpus: CorpusSpec, out: Path, data_dir: Path | None = None) -> Path:
-    """Write the train, valid and test texts of ``corpus`` under ``out/CORPUS/data``."""
-    folder = out / corpus.name / "data"
-    if (folder / "train.txt").exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
+def corpus_splits(spec: Spec, corpus: CorpusSpec, data_dir: Path | None = None) -> dict[str, str]:
+    """The test, valid and train texts of ``corpus`` (refused if one would be empty)."""
     lines = _read_lines(spec, corpus.train, data_dir)
     # Fractions are of the whole file: test is its tail, valid the lines just before it.
     n_test, n_valid = (round(len(lines) * (fraction or 0)) for fraction in (corpus.test_fraction, corpus.valid_fraction))
     end = len(lines) - n_test
-    test = lines[end:] if n_test else _read_lines(spec, corpus.test, data_dir)
-    valid = lines[end - n_valid:end] if n_valid else _read_lines(spec, corpus.valid, data_dir)
+    test = lines[end:] if corpus.test_fraction else _read_lines(spec, corpus.test, data_dir)
+    valid = lines[end - n_valid:end] if corpus.valid_fraction else _read_lines(spec, corpus.valid, data_dir)
     train = lines[:end - n_valid]
     if not train or not valid or not test:
-        raise NgteachError(f"corpus {corpus.name}: a split came out empty ({len(train)} train, "
-                           f"{len(valid)} valid, {len(test)} test lines)")
-    for split, text in (("test", test), ("valid", valid), ("train", train)):  # train last: it marks done
-        write_atomic(folder / f"{split}.txt", "".join(text).encode("utf-8"))
-    return folder
+        raise NgteachError(f"corpus {corpus.name}: a split would be empty ({len(train)} train, {len(valid)} valid, "
+                           f"{len(test)} test lines; the fractions are of the {len(lines)} line(s) of {corpus.train})")
+    return {"test": "".join(test), "valid": "".join(valid), "train": "".join(train)}
+
+
+def write_corpus(folder: Path, splits: dict[str, str], record: dict) -> None:
+    """Write the splits of a corpus and their record (:func:`corpus_record`) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / SOURCE, record)
+    for split in ("test", "valid", "train"):  # train last: it marks done
+        write_atomic(folder / f"{split}.txt", splits[split].encode("utf-8"))
+
+
+def corpus_record(spec: Spec, corpus: CorpusSpec, data_dir: Path | None = None) -> dict:
+    """What the splits of ``corpus`` are made from: its entry in the spec and the sha256
+    of each file it names."""
+    from ngram_teacher.model import file_sha256
+
+    entry = {key: value for key, value in asdict(corpus).items() if key != "name" and value is not None}
+    return {**entry, **{f"{split}_sha256": file_sha256(_source(spec, entry[split], data_dir))
+                        for split in ("train", "valid", "test") if split in entry}}
+
+
+def teacher_record(teacher: TeacherSpec) -> dict:
+    """What a teacher is made with: its table in the spec, defaults filled in."""
+    return {key: value for key, value in asdict(teacher).items() if key in {"kind", *TEACHER_KEYS[teacher.kind]}}
+
+
+def check_made(spec: Spec, out: Path, data_dir: Path | None = None) -> None:
+    """Refuse a spec that changed a corpus or teacher already made in ``out`` (their records
+    say what they were made from); record those made before records were kept (a corpus
+    if its splits are the spec's)."""
+    unrecorded = []
+    for corpus in spec.corpora:
+        data = out / corpus.name / "data"
+        if (data / "train.txt").exists():
+            if not (data / SOURCE).exists() and any(
+                    (data / f"{split}.txt").read_bytes() != text.encode("utf-8")
+                    for split, text in corpus_splits(spec, corpus, data_dir).items()):
+                raise NgteachError(f"{out}: corpus {corpus.name} was not split from its entry in the spec; "
+                                   f"use another --out or remove {data.parent}")
+            unrecorded += _check_record(data / SOURCE, corpus_record(spec, corpus, data_dir), out,
+                                        f"corpus {corpus.name}", f"remove {data.parent}")
+        for teacher in spec.teachers.values():
+            folder = teacher_files(out / corpus.name, teacher)[1].parent
+            if folder.exists():
+                unrecorded += _check_record(folder / TEACHER, teacher_record(teacher), out,
+                                            f"teacher {teacher.name} of corpus {corpus.name}",
+                                            f"remove {folder} and the runs that learn from it")
+    for path, record in unrecorded:
+        write_json(path, record)
+
+
+def _check_record(path: Path, record: dict, out: Path, what: str, remedy: str) -> list[tuple[Path, dict]]:
+    """Refuse ``what`` if the record at ``path`` is not ``record``; [(path, record)] if there is none."""
+    if not path.exists():
+        return [(path, record)]
+    before = read_json_object(path, f"{path}: missing")
+    key = next((key for key in {**before, **record} if before.get(key) != record.get(key)), None)
+    if key is None:
+        return []
+    if key.endswith("_sha256") and before.get(key) and record.get(key):
+        split = key.removesuffix("_sha256")
+        raise NgteachError(f"{out}: {what} was made from another text of {split} = {record[split]!r} (its sha256 "
+                           f"changed); use another --out or {remedy}")
+
+    def setting(value) -> str:
+        return f"no {key}" if value is None else f"{key} = {value!r}"
+    raise NgteachError(f"{out}: {what} was made with {setting(before.get(key))}, the spec now has "
+                       f"{setting(record.get(key))}; use another --out or {remedy}")
 
 
 def _read_lines(spec: Spec, name: str, data_dir: Path | None) -> list[str]:
-    return _read_text(spec, name, data_dir).splitlines(keepends=True)
+    text = "".join(read_blocks(_source(spec, name, data_dir)))  # refuses binary and invalid UTF-8
+    return (text if text.endswith("\n") else text + "\n").splitlines(keepends=True)
 
 
-def _read_text(spec: Spec, name: str, data_dir: Path | None) -> str:
+def _source(spec: Spec, name: str, data_dir: Path | None) -> Path:
+    """The file of a corpus entry's ``name``: a path relative to the spec, or a named split."""
     from corpora.registry import is_registry_name, resolve_corpus
 
     path = spec.folder / name
     if not path.exists() and is_registry_name(name):
         path = resolve_corpus(name, data_dir=data_dir)
-    text = check_corpus(path).read_text(encoding="utf-8")
-    return text if text.endswith("\n") else text + "\n"
+    return check_corpus(path)
 
 
 def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[str], None]) -> None:
@@ -366,6 +497,7 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
             continue
         log(f"{corpus.name}: making teacher {teacher.name} ({teacher.kind}, order {teacher.order}, k {teacher.k})")
         ranks.parent.mkdir(parents=True, exist_ok=True)
+        write_json(ranks.parent / TEACHER, teacher_record(teacher))
         if teacher.kind == "count":
             if not model.exists():
                 build_model(train, model, order=teacher.order)
@@ -486,6 +618,8 @@ def _make_born_again(corpus_dir: Path, teacher: TeacherSpec, source: Run, thread
     --teacher born-again:RUN --scores`` does (gt first, log-probabilities)."""
     model, ranks = teacher_files(corpus_dir, teacher)
     log(f"{corpus_dir.name}: making teacher {teacher.name} (born-again from {source.name}, k {teacher.k})")
+    ranks.parent.mkdir(parents=True, exist_ok=True)
+    write_json(ranks.parent / TEACHER, teacher_record(teacher))
     code = _ngteach(["rank", "--model", str(model), "--teacher", f"born-again:{source.directory}", "--scores",
                      "--k", str(teacher.k), "--output", str(ranks)], ranks.with_name("ranks.log"), threads)
     if code != 0:
@@ -534,13 +668,18 @@ def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int | None = N
     if jobs < 1:
         raise NgteachError(f"--jobs must be at least 1, not {jobs}")
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(spec, out)
+    # Every corpus still to split is read first, so that bad text is refused before anything is written.
+    splits = {corpus.name: corpus_splits(spec, corpus, data_dir) for corpus in spec.corpora
+              if not (out / corpus.name / "data" / "train.txt").exists()}
+    out.mkdir(parents=True, exist_ok=True)
     check_plan(runs, out)
+    check_made(spec, out, data_dir)
     write_json(out / "experiment.json", {"name": spec.name, "seeds": spec.seeds, "baseline": spec.baseline,
                                          "provenance": provenance()})
     for corpus in spec.corpora:
-        prepare_corpus(spec, corpus, out, data_dir)
+        if corpus.name in splits:
+            write_corpus(out / corpus.name / "data", splits.pop(corpus.name), corpus_record(spec, corpus, data_dir))
         prepare_teachers(spec, corpus, out, log)
     left = [run for run in runs if run_state(run) != "done"]
     log(f"{spec.name}: {len(runs)} runs, {len(runs) - len(left)} done, {len(left)} to run "

@@ -63,11 +63,11 @@ def student_config(kind: str, size: str, **overrides) -> StudentConfig:
     if size not in SIZES:
         raise NgteachError(f"--size must be one of {', '.join(SIZES)}, not {size!r}")
     config = replace(PRESETS[kind, size], **{k: v for k, v in overrides.items() if v is not None})
-    _check(config)
+    check_student(config)
     return config
 
 
-def _check(config: StudentConfig) -> None:
+def check_student(config: StudentConfig) -> None:
     for field in ("layers", "width", "embedding", "heads", "inner", "window"):
         if getattr(config, field) < 1:
             raise NgteachError(f"--{field} must be at least 1, not {getattr(config, field)}")

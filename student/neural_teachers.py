@@ -29,8 +29,7 @@ from ngram_teacher.model import file_sha256
 from ngram_teacher.rank import check_k, ranks_header
 from ngram_teacher.rankfile import write_rank_file
 
-from .model import build_student
-from .train import RunConfig, load_checkpoint
+from .train import RunConfig, load_student, run_model
 
 KINDS = ("born-again", "hf-causal", "hf-masked")
 # Rows of the born-again teacher read side by side (like evaluation's columns, but more,
@@ -127,20 +126,19 @@ def write_neural_ranks(model: NgramModel, teacher: NeuralTeacher, stream: np.nda
 
 def born_again_teacher(run_dir: Path, target: NgramModel, device: torch.device,
                        columns: int = STUDENT_COLUMNS) -> NeuralTeacher:
-    """The best checkpoint of a student run; its vocabulary must be ``target``'s."""
+    """The best checkpoint of a student run; its vocabulary (recorded with the run, or that of
+    its model directory for runs made before it was) must be ``target``'s."""
     config = RunConfig.load(run_dir / "config.json")
-    own = NgramModel(config.model_dir)
-    if own.meta["vocab_sha256"] != target.meta["vocab_sha256"]:
-        raise NgteachError(f"{run_dir}: the student's vocabulary (of {config.model_dir}) is not the ranked "
-                           f"model's ({target.directory}); rank with --model {config.model_dir}")
+    if (config.vocab_sha256 or run_model(config, run_dir).meta["vocab_sha256"]) != target.meta["vocab_sha256"]:
+        raise NgteachError(f"{run_dir}: the student's vocabulary (of {config.model_dir} when the run was made) is "
+                           f"not the ranked model's ({target.directory})")
     checkpoint = run_dir / "checkpoints" / "best.pt"
-    student = build_student(config.student, len(own.vocab))
-    student.load_state_dict(load_checkpoint(checkpoint)["model"])
+    student = load_student(run_dir, config, len(target.vocab))
     student.to(device).eval()
     description = {"kind": "born-again", "run": str(run_dir.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
                    "student": config.student.kind, "columns": columns, "window": config.student.window}
     return NeuralTeacher(description, lambda stream, k: student_blocks(
-        student, stream, own.vocab.eos_id, columns, config.student.window, device))
+        student, stream, target.vocab.eos_id, columns, config.student.window, device))
 
 
 @torch.inference_mode()

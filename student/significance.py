@@ -58,7 +58,7 @@ def load_run_logprobs(run_dir: str | Path) -> tuple[np.ndarray, dict]:
     """The test log-probabilities (float64) and the summary of a run directory, checked."""
     run = Path(run_dir)
     if not run.is_dir():
-        raise NgteachError(f"{run}: no such run directory")
+        raise NgteachError(f"{run}: {'not a' if run.exists() else 'no such'} run directory")
     summary = _read_summary(run)
     try:
         logprobs = np.load(run / LOGPROBS, allow_pickle=False)
@@ -244,12 +244,16 @@ def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap"
     saved; ``block`` tokens at least, by default :func:`default_block`)."""
     if method not in METHODS:
         raise NgteachError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if seed < 0:
+        raise NgteachError(f"--seed must be 0 or more, not {seed}")
     logprobs_a, summary_a = load_run_logprobs(run_a)
     logprobs_b, summary_b = load_run_logprobs(run_b)
     if summary_a["test_tokens_sha256"] != summary_b["test_tokens_sha256"]:
-        raise NgteachError(f"{run_a} and {run_b} were evaluated on different test tokens "
-                           f"({summary_a['test_text']} vs {summary_b['test_text']}, test_tokens_sha256 "
-                           "differs); only runs on the same test text can be compared")
+        text_a, text_b = summary_a["test_text"], summary_b["test_text"]
+        why = (f"{text_a} vs {text_b}" if text_a != text_b else
+               f"{text_a} gave different tokens: different vocabularies, or the text changed")
+        raise NgteachError(f"{run_a} and {run_b} were evaluated on different test tokens ({why}; test_tokens_sha256 "
+                           "differs); only runs on the same test tokens can be compared")
     lines = _shared_lines(run_a, run_b, len(logprobs_a))
     test = paired_bootstrap if method == "bootstrap" else paired_permutation
     return test(logprobs_a, logprobs_b, block=block or default_block(len(logprobs_a)), lines=lines,

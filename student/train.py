@@ -25,9 +25,11 @@ import json
 import math
 import os
 import random
+import shutil
 import time
+import typing
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -44,13 +46,14 @@ from ngram_teacher.provenance import provenance
 
 from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
-from .model import (StudentConfig, build_student, carries_state, config_from_dict, count_parameters,
-                    detach_state, perplexity)
+from .model import (STUDENTS, StudentConfig, build_student, carries_state, check_student, config_from_dict,
+                    count_parameters, detach_state, perplexity)
 
 LOSSES = ("ce", "ls", "rank", "kl")
 DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.1, "kl": 0.5}
 OPTIMIZERS = ("adamw", "sgd", "asgd")
 SCHEDULES = ("plateau", "cosine", "constant")
+CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "config")
 
 
 @dataclass
@@ -58,6 +61,9 @@ class RunConfig:
     """One training run, start to end."""
 
     model_dir: str = "ngteach-model"
+    # The model's vocabulary checksum, recorded when the run starts (None in runs made before
+    # it was): eval and born-again refuse a model_dir that no longer has this vocabulary.
+    vocab_sha256: str | None = None
     ranks: str = "ranks.bin"
     valid: str | None = None  # text; None = hold out the tail of the training stream
     test: str | None = None
@@ -93,15 +99,58 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
+        """A run's config.json, checked: every field of its type, settings that check_config
+        accepts (fields missing from older files get their defaults)."""
+        if not path.parent.is_dir():
+            raise NgteachError(f"{path.parent}: {'not a' if path.parent.exists() else 'no such'} run directory")
         values = read_json_object(path, f"{path.parent}: not a run directory (no {path.name})")
+        student = values.get("student")
+        wrong = ("student must be an object" if not isinstance(student, dict)
+                 else _wrong_type(cls, values) or _wrong_type(StudentConfig, student, "student."))
+        if wrong:
+            raise NgteachError(f"{path}: not a readable run configuration ({wrong})")
         try:
-            values["student"] = config_from_dict(values["student"])
-            return cls(**values)
+            values["student"] = config_from_dict(student)
+            config = cls(**values)
         except (KeyError, TypeError) as e:
             raise NgteachError(f"{path}: not a readable run configuration ({e})") from None
+        if config.student.kind not in STUDENTS:
+            raise NgteachError(f"{path}: not a readable run configuration (student.kind must be one of "
+                               f"{', '.join(STUDENTS)}, not {config.student.kind!r})")
+        try:
+            check_student(config.student)
+            check_config(config)
+        except NgteachError as e:
+            raise NgteachError(f"{path}: {e}") from None
+        return config
+
+
+TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+              type(None): "null"}
+
+
+def _wrong_type(cls, values: dict, prefix: str = "") -> str | None:
+    """Why a field in ``values`` does not have the type of that field of ``cls`` (a
+    dataclass; JSON integers pass as numbers, a nested dataclass as an object), or None."""
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        allowed = tuple(t if t in TYPE_NAMES else dict for t in typing.get_args(hints[f.name]) or (hints[f.name],))
+        value = values[f.name]
+        if not isinstance(value, allowed + ((int,) if float in allowed else ())) or (
+                isinstance(value, bool) and bool not in allowed):
+            return f"{prefix}{f.name} must be {' or '.join(TYPE_NAMES[t] for t in allowed)}, not {value!r}"
+    return None
 
 
 def check_config(config: RunConfig) -> None:
+    for name in ("weight", "smoothing", "min_improvement", "valid_fraction", "lr", "weight_decay", "clip",
+                 "max_time"):
+        if getattr(config, name) is not None and not math.isfinite(getattr(config, name)):
+            raise NgteachError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(config, name)}")
+    if not 0 <= config.seed < 2 ** 32:
+        raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
     if config.loss not in LOSSES:
         raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
     if config.optimizer not in OPTIMIZERS:
@@ -119,7 +168,7 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--valid-fraction must be between 0 and 1, not {config.valid_fraction}")
     if config.checkpoint_every < 0:
         raise NgteachError(f"--checkpoint-every must be 0 or more, not {config.checkpoint_every}")
-    for name in ("batch_size", "epochs", "eval_columns", "min_order"):
+    for name in ("batch_size", "epochs", "eval_columns", "min_order", "patience"):
         if getattr(config, name) < 1:
             raise NgteachError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(config, name)}")
     for name in ("lr", "clip", "max_tokens", "max_time"):
@@ -137,14 +186,15 @@ class RunData:
     test: torch.Tensor | None
     teacher: TeacherReader | None
     vocab_size: int
+    vocab_sha256: str
     eos: int
     notes: list[str]
 
 
-def load_data(config: RunConfig) -> RunData:
+def load_data(config: RunConfig, resume: bool = False) -> RunData:
     """The training stream (the model's own corpus), validation and test streams encoded
     with the model's tokenizer, and the teacher's ranks, checked against the stream."""
-    model = NgramModel(config.model_dir)
+    model = run_model(config, config.out) if resume else NgramModel(config.model_dir)
     stream = torch.from_numpy(np.asarray(model.tokens(), dtype=np.int64))
     notes = []
     teacher = None
@@ -153,6 +203,7 @@ def load_data(config: RunConfig) -> RunData:
         ranks.check_matches(model.meta["vocab_sha256"], model.meta["tokens_sha256"],
                             f"the model {config.model_dir} and its corpus")
         teacher = TeacherReader(ranks, config.k, config.min_order, config.partition)
+        teacher.check_rows(len(stream), len(model.vocab))
         if config.loss == "kl" and not teacher.has_logprobs:
             raise NgteachError(f"{config.ranks}: --loss kl needs teacher log-probabilities in the ranks file "
                                "(scores of kind 'logprob'); this one has " + json.dumps(ranks.header["scores"]))
@@ -166,7 +217,21 @@ def load_data(config: RunConfig) -> RunData:
     test = None if config.test is None else encode_file(model, config.test)
     if len(valid) == 0:
         raise NgteachError("the validation text is empty")
-    return RunData(train, valid, before, test, teacher, len(model.vocab), model.vocab.eos_id, notes)
+    return RunData(train, valid, before, test, teacher, len(model.vocab), model.meta["vocab_sha256"],
+                   model.vocab.eos_id, notes)
+
+
+def run_model(config: RunConfig, run_dir: str | os.PathLike) -> NgramModel:
+    """The model directory of a made run, refused if it lacks the vocabulary the run recorded."""
+    if not Path(config.model_dir).exists():
+        relative = "" if Path(config.model_dir).is_absolute() else (
+            " (the path is relative to the folder the run was made in: run this from there)")
+        raise NgteachError(f"{run_dir}: the run's model directory {config.model_dir} is missing{relative}")
+    model = NgramModel(config.model_dir)
+    if config.vocab_sha256 is not None and model.meta["vocab_sha256"] != config.vocab_sha256:
+        raise NgteachError(f"{run_dir}: the model directory {config.model_dir} has another vocabulary than the "
+                           "run was trained with (a rebuilt model, or another folder's of the same name)")
+    return model
 
 
 def encode_file(model: NgramModel, path: str) -> torch.Tensor:
@@ -238,11 +303,18 @@ def evaluate_run(run_dir: str | os.PathLike, text: str | os.PathLike) -> np.ndar
     """Token log-probabilities of ``text`` under the best checkpoint of a run (on the CPU)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
-    teacher = NgramModel(config.model_dir)
-    model = build_student(config.student, len(teacher.vocab))
-    model.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "best.pt")["model"])
+    teacher = run_model(config, run_dir)
+    model = load_student(run_dir, config, len(teacher.vocab))
     return token_logprobs(model, encode_file(teacher, str(text)), teacher.vocab.eos_id, config.eval_columns,
                           config.student.window, torch.device("cpu"))
+
+
+def load_student(run_dir: Path, config: RunConfig, vocab_size: int) -> nn.Module:
+    """The student of a run with the weights of its best checkpoint."""
+    model = build_student(config.student, vocab_size)
+    path = run_dir / "checkpoints" / "best.pt"
+    load_weights(model, load_checkpoint(path), path, config)
+    return model
 
 
 def mean_nll(logprobs: np.ndarray) -> float:
@@ -263,13 +335,28 @@ def save_checkpoint(path: Path, state: dict) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path, keys: tuple[str, ...] = ("model",)) -> dict:
+    """A checkpoint, refused unless it is a dict with ``keys`` and weights under "model"."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise NgteachError(f"{path}: no checkpoint here") from None
     except Exception as e:  # a damaged file: torch raises several kinds
         raise NgteachError(f"{path}: unreadable checkpoint ({e})") from None
+    if not (isinstance(checkpoint, dict) and all(key in checkpoint for key in keys)
+            and isinstance(checkpoint.get("model"), dict)):
+        raise NgteachError(f"{path}: not a checkpoint of ngteach distill (a dict with {', '.join(keys)})")
+    return checkpoint
+
+
+def load_weights(model: nn.Module, checkpoint: dict, path: Path, config: RunConfig) -> None:
+    """The checkpoint's weights into ``model``; weights of another shape are one line."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, TypeError, ValueError, AttributeError) as e:
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        raise NgteachError(f"{path}: the weights do not fit the {config.student.kind} student of config.json on the "
+                           f"vocabulary of {config.model_dir} (was either changed after the run?): {detail}") from None
 
 
 def _rng_state(distributed: "_Distributed") -> dict:
@@ -354,13 +441,28 @@ def train_batches(config: RunConfig, data: RunData, epoch: int, rank: int, world
 
 def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = print,
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
-    """Train (or continue) the run in ``config.out``; return its summary."""
+    """Train (or continue) the run in ``config.out``; return its summary. A new run that
+    fails before its first checkpoint leaves no run directory behind."""
+    out = Path(config.out)
+    new = not resume and not (out.is_dir() and any(out.iterdir()))
+    try:
+        return _run(config, resume, log, progress)
+    except BaseException:
+        if new and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) -> dict:
     check_config(config)
     distributed = _Distributed()
     torch.manual_seed(config.seed + distributed.rank)
     np.random.seed(config.seed)
     random.seed(config.seed)
-    data = load_data(config)
+    data = load_data(config, resume)
+    next(train_batches(config, data, 1, distributed.rank, distributed.world), None)  # a text too short fails here
+    if not resume:
+        config.vocab_sha256 = data.vocab_sha256
     for note in data.notes:
         log(note)
     device = distributed.device
@@ -428,8 +530,8 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
     """(optimizer, state): fresh, or where the last checkpoint of ``config.out`` left off."""
     out = Path(config.out)
     if resume:
-        checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
-        model.load_state_dict(checkpoint["model"])
+        checkpoint = load_checkpoint(out / "checkpoints" / "last.pt", CHECKPOINT_KEYS)
+        load_weights(model, checkpoint, out / "checkpoints" / "last.pt", config)
         state = checkpoint["state"]
         optimizer = make_optimizer(config, model, state["averaging"])
         optimizer.load_state_dict(checkpoint["optimizer"])

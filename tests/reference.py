@@ -34,12 +34,15 @@ def tokenize_file(path) -> list[str]:
 def vocabulary(words: list[str], min_count: int = 1, max_size: int | None = None) -> list[str]:
     """The vocabulary of a token list: words seen at least ``min_count`` times, at most
     ``max_size - 1`` of them (the most frequent, ties by text), plus ``<unk>`` holding the
-    count of everything else; all sorted by count (desc), then text."""
+    count of everything else; all sorted by count (desc), then text. ``<eos>``, when it
+    occurs, is always kept and counts towards ``max_size``."""
     counts = Counter(words)
-    candidates = [w for w in counts if w != UNK and counts[w] >= min_count]
+    eos = [EOS] if EOS in counts else []
+    candidates = [w for w in counts if w not in (UNK, EOS) and counts[w] >= min_count]
     candidates.sort(key=lambda w: (-counts[w], w))
     if max_size is not None:
-        candidates = candidates[: max_size - 1]
+        candidates = candidates[: max(max_size - 1 - len(eos), 0)]
+    candidates += eos
     unk_count = sum(counts.values()) - sum(counts[w] for w in candidates)
     final = {w: counts[w] for w in candidates}
     final[UNK] = unk_count

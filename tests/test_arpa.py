@@ -10,6 +10,7 @@ import hashlib
 import io
 import math
 import os
+import warnings
 
 import kenlm
 import numpy as np
@@ -211,6 +212,7 @@ GOOD = "\\data\\\nngram 1=3\nngram 2=2\n\n\\1-grams:\n-1\t<s>\t-0.5\n-0.5\t</s>\
     (GOOD.replace("-0.25", "--0.25"), 8, "log10 backoff '--0.25' is not a number"),
     (GOOD.replace("-0.2\ta </s>", "nan\ta </s>"), 12, "log10 probability nan is not a log10 value"),
     (GOOD.replace("-0.25", "inf"), 8, "log10 backoff inf is not a log10 value"),
+    (GOOD.replace("-0.25", "1e39"), 8, "log10 backoff 1e+39 is too large (the limit is 1e+38)"),
     (GOOD.replace("-0.1\t<s> a", "0.1\t<s> a"), 11, "positive log10 probability"),
     (GOOD.replace("-0.1\t<s> a", "-0.1\t<s>"), 11, "found 2 fields"),  # a 1-gram among the 2-grams
     (GOOD.replace("-0.2\ta </s>", "-0.2\ta </s> a"), 12, "found 4 fields"),  # a 3-gram on the top order
@@ -233,6 +235,17 @@ def test_non_utf8_names_its_line(tmp_path):
     path = write(tmp_path, GOOD.encode().replace(b"-0.5\ta", b"-0.5\t\xff\xfea"))
     with pytest.raises(NgteachError, match=rf"^{path}: line 8: not UTF-8"):
         read_arpa(path)
+
+
+def test_values_beyond_float32_read_as_minus_inf_without_warnings(tmp_path):
+    path = write(tmp_path, GOOD.replace("-0.5\t</s>", "-1e300\t</s>").replace("-0.25", "-3e38"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tables = read_arpa(path)
+        ids, orders, scores = rank(ArpaTeacher(tables, Vocabulary(["<eos>", "<unk>", "a"]), 3), [2], 3,
+                                   gt_first=False)
+    assert tables.orders[0].log10_prob[1] == -np.inf and tables.orders[0].log10_backoff[2] == -np.inf
+    assert ids[0].tolist() == [2, 1, 0] and scores[0][2] == -np.inf  # </s> has probability 0 after <s>
 
 
 def test_missing_file_and_directory(tmp_path):

@@ -2,6 +2,7 @@
 clean single-line failures that leave nothing behind."""
 from __future__ import annotations
 
+import json
 import os
 import pty
 import shutil
@@ -252,6 +253,30 @@ def test_build_bad_order(tmp_path, value):
     fails_cleanly(ws, "build", "corpus.txt", "--order", value, code=2, mentions="--order")
 
 
+@pytest.mark.parametrize("options, mentions", [
+    (["--sp-model", "sp.model", "--vocab-size", "100", "--tokenizer", "word", "--max-vocab", "10"], "--sp-model"),
+    (["--vocab-size", "100"], "--vocab-size"),
+    (["--tokenizer", "word", "--sp-model", "sp.model"], "--sp-model"),
+    (["--sp-model", "sp.model", "--min-count", "2"], "--min-count"),
+    (["--tokenizer", "sentencepiece", "--vocab-size", "100", "--max-vocab", "50"], "--max-vocab"),
+    (["--sp-model", "sp.model", "--vocab-size", "100"], "--vocab-size"),
+])
+def test_build_refuses_options_of_the_other_tokenizer(tmp_path, options, mentions):
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", "a b\n")
+    ws.write("sp.model", b"never read: the options are refused first")
+    fails_cleanly(ws, "build", "corpus.txt", *options, code=1, mentions=mentions)
+
+
+@pytest.mark.parametrize("options", [["--min-count", "100000"], ["--max-vocab", "2"]])
+def test_build_keeps_eos_and_unk_however_rare(tmp_path, options):
+    ws = Workspace(tmp_path)
+    ws.write("corpus.txt", "a b c\na b\n")
+    ws.ok("build", "corpus.txt", "--order", "2", *options)
+    assert sorted((ws.cwd / "ngteach-model" / "vocab.txt").read_text().splitlines()) == ["<eos>", "<unk>"]
+    ws.ok("arpa", "--discount-fallback")  # needs <eos>
+
+
 def test_build_over_a_non_model_directory(ws):
     (ws.cwd / "notes").mkdir()
     (ws.cwd / "notes" / "keep.txt").write_text("mine")
@@ -310,6 +335,48 @@ def test_rank_incomplete_model_to_stdout(ws):
     fails_cleanly(ws, "rank", "--k", "5", stdout_file="ranks.bin", code=1, mentions="4.words.npy")
 
 
+def changed_array(name: str, change):
+    def damage(model: Path):
+        array = np.load(model / name)
+        change(array)
+        np.save(model / name, array)
+    return damage
+
+
+def changed_meta(**fields):
+    def damage(model: Path):
+        meta = json.loads((model / "meta.json").read_text())
+        meta.update(fields)
+        (model / "meta.json").write_text(json.dumps(meta))
+    return damage
+
+
+# Files of the right size with the wrong content, which once crashed rank (segmentation
+# fault, traceback) or gave a ranks file info refuses -> what the error line names.
+CORRUPT = {
+    "offset past the table": (changed_array("counts/2.offsets.npy", lambda a: a.__setitem__(5, 4_000_000_000)),
+                              "2.offsets.npy"),
+    "offsets decreasing": (changed_array("counts/3.offsets.npy", lambda a: a.__setitem__(1, a[-1])), "3.offsets.npy"),
+    "word beyond the vocabulary": (changed_array("counts/1.words.npy", lambda a: a.__setitem__(3, 4_000_000_000)),
+                                   "1.words.npy"),
+    "continuations beyond the vocabulary": (changed_array("counts/2.cont_words.npy",
+                                                          lambda a: a.__setitem__(slice(None), 4_000_000_000)),
+                                            "2.cont_words.npy"),
+    "token beyond the vocabulary": (changed_array("tokens.npy", lambda a: a.__setitem__(10, 10**9)), "tokens.npy"),
+    "corpus a string": (changed_meta(corpus="x"), "'corpus'"),
+    "tokenizer a string": (changed_meta(tokenizer="word"), "'tokenizer'"),
+    "n_tokens a string": (changed_meta(n_tokens="100"), "'n_tokens'"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_corrupt_model_fails_cleanly(ws, name):
+    damage, mentions = CORRUPT[name]
+    damage(ws.cwd / "ngteach-model")
+    fails_cleanly(ws, "rank", "--k", "5", "-o", "ranks.bin", code=1, mentions=mentions)
+    fails_cleanly(ws, "info", "ngteach-model", code=1, mentions=mentions)
+
+
 def test_rank_missing_other_corpus(ws):
     fails_cleanly(ws, "rank", "--corpus", "nothere.txt", "-o", "ranks.bin", code=1, mentions="nothere.txt")
 
@@ -326,8 +393,48 @@ def test_rank_unwritable_output(ws, target):
 
 def test_rank_output_is_a_directory(ws):
     (ws.cwd / "outdir").mkdir()
-    fails_cleanly(ws, "rank", "--k", "3", "-o", "outdir", code=1)
+    fails_cleanly(ws, "rank", "--k", "3", "-o", "outdir", code=1, mentions="outdir: is a directory")
+    fails_cleanly(ws, "arpa", "-o", "outdir", code=1, mentions="outdir: is a directory")
     assert os.listdir(ws.cwd / "outdir") == []
+
+
+def test_k_beyond_the_vocabulary_is_capped(ws):
+    ws.write("small.txt", "a b c\na b d\nb c a\n")
+    ws.ok("build", "small.txt", "--order", "2", "--out", "small")
+    ws.ok("arpa", "--model", "small", "-o", "small.arpa", "--discount-fallback")
+    for arpa in ([], ["--arpa", "small.arpa"]):
+        result = ws.ok("rank", "-m", "small", "--k", str(10**12), "-o", "r.bin", *arpa)
+        assert "(k=6)" in result.stderr and RankFile(ws.cwd / "r.bin").k == 6  # the vocabulary's 6 words
+        ws.ok("rank", "-m", "small", "--k", str(10**12), *arpa, stdout_file="s.bin")
+        assert RankFile(ws.cwd / "s.bin").k == 6
+        result = ws.ok("query", "a", "-m", "small", "--k", str(10**11), *arpa)
+        assert result.stderr == "" and 3 <= len(result.stdout.splitlines()) <= 8  # two header lines, <= 6 words
+    assert os.listdir(ws.tmp) == [] and not [n for n in os.listdir(ws.cwd) if n.startswith(".")]
+
+
+def test_query_bos_needs_arpa(ws):
+    fails_cleanly(ws, "query", "a", "--bos", code=1, mentions="--bos is for --arpa")
+
+
+def test_arpa_option_naming_a_directory(ws):
+    (ws.cwd / "adir").mkdir()
+    fails_cleanly(ws, "rank", "--arpa", "adir", "-o", "r.bin", code=1, mentions="adir: is a directory")
+    fails_cleanly(ws, "query", "a", "--arpa", "adir", code=1, mentions="adir: is a directory")
+
+
+def test_arpa_values_beyond_float32_give_no_warnings(ws):
+    ws.write("m.arpa", "\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1e300\t<s>\t-0.5\n-0.5\t</s>\n"
+                       "-0.5\tthe\t-1e300\n\n\\2-grams:\n-0.1\tthe </s>\n\n\\end\\\n")
+    for command in (["rank", "--k", "3", "-o", "r.bin"], ["query", "the", "--bos"]):
+        result = ws.ok(*command, "--arpa", "m.arpa")
+        assert "Warning" not in result.stderr and len(result.stderr.splitlines()) <= 1, result.stderr
+
+
+@pytest.mark.parametrize("args", [("query", b"the\xff"), ("build", "corpus.txt", "-o", b"m\xffout"),
+                                  ("info", b"r\xff.bin")])
+def test_arguments_that_are_not_utf8(ws, args):
+    result = fails_cleanly(ws, *args, code=2, mentions="is not valid UTF-8")
+    assert "\\xff" in result.stderr
 
 
 def test_info_truncated_ranks_file(ws):

@@ -240,6 +240,12 @@ def test_errors_in_run_directories(tmp_path):
     other = write_run(tmp_path / "other", noise(17, 100), sha="other", test_text="valid.txt")
     one_line_error("evaluated on different test tokens .test.txt vs valid.txt", compare_runs, good, other)
     one_line_error("method must be one of bootstrap, permutation", compare_runs, good, good, method="t")
+    (tmp_path / "corpus.txt").write_text("a b\n")
+    one_line_error("corpus.txt: not a run directory", compare_runs, good, tmp_path / "corpus.txt")
+    retokenized = write_run(tmp_path / "retokenized", noise(17, 100), sha="other")  # the same test.txt
+    one_line_error(r"different test tokens .test.txt gave different tokens: different vocabularies", compare_runs,
+                   good, retokenized)
+    one_line_error("--seed must be 0 or more, not -1", compare_runs, good, good, seed=-1)
 
 
 def test_errors_in_lines_and_blocks(tmp_path):

@@ -16,7 +16,8 @@ from corpora import NgteachError
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
-from student.experiment import Step, in_run_order, load_spec, parse_spec, plan_runs, schedule
+from student.experiment import (Step, check_made, in_run_order, load_spec, parse_spec, plan_runs, run_experiment,
+                                schedule)
 from student.results import Line
 from student.significance import load_run_lines, paired_bootstrap
 
@@ -159,23 +160,146 @@ def test_a_changed_spec_is_refused_for_runs_already_done(grid):
         "use another --out or remove that run"]
 
 
+@pytest.mark.parametrize("change, refused", [
+    (("train = \"docs.txt\"", "train = \"other.txt\""),
+     "corpus docs was made with train = 'docs.txt', the spec now has train = 'other.txt'; "
+     "use another --out or remove out/docs"),
+    (("test_fraction = 0.1", "test = \"other.txt\""),
+     "corpus docs was made with test_fraction = 0.1, the spec now has no test_fraction; "
+     "use another --out or remove out/docs"),
+    (("order = 2\nk = 4\n\n[teachers.kn2]", "order = 3\nk = 4\n\n[teachers.kn2]"),
+     "teacher count2 of corpus docs was made with order = 2, the spec now has order = 3; "
+     "use another --out or remove out/docs/teachers/count2 and the runs that learn from it"),
+    (("k = 4\ndiscount_fallback", "k = 5\ndiscount_fallback"),
+     "teacher kn2 of corpus docs was made with k = 4, the spec now has k = 5; "
+     "use another --out or remove out/docs/teachers/kn2 and the runs that learn from it"),
+    (("discount_fallback = true", "discount_fallback = false"),
+     "teacher kn2 of corpus docs was made with discount_fallback = True, the spec now has discount_fallback = False; "
+     "use another --out or remove out/docs/teachers/kn2 and the runs that learn from it"),
+])
+def test_a_changed_corpus_or_teacher_is_refused(grid, change, refused, monkeypatch):
+    root, lines = grid
+    (root / "other.txt").write_text("".join(lines[:500]), encoding="utf-8")
+    monkeypatch.chdir(root)
+    with pytest.raises(NgteachError) as error:
+        run_experiment(parse_spec(tomllib.loads(SPEC.replace(*change)), root), Path("out"), log=lambda line: None)
+    assert str(error.value) == "out: " + refused
+
+
+def test_a_changed_corpus_text_is_refused_in_one_line(grid):
+    root, lines = grid
+    docs = root / "docs.txt"
+    try:
+        docs.write_text("".join(lines + ["one more line\n"]), encoding="utf-8")
+        result = run_cli("experiment", "small.toml", "--out", "out", cwd=root)
+    finally:
+        docs.write_text("".join(lines), encoding="utf-8")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "ngteach: error: out: corpus docs was made from another text of train = 'docs.txt' (its sha256 changed); "
+        "use another --out or remove out/docs"]
+
+
+def test_a_folder_made_before_records_gets_them_if_its_splits_are_the_specs(grid, monkeypatch):
+    root, _ = grid
+    monkeypatch.chdir(root)
+    source = Path("out/docs/data/source.json")
+    teachers = sorted(Path("out/docs/teachers").glob("*/teacher.json"))
+    records = [source, *teachers]
+    assert json.loads(source.read_text())["valid_fraction"] == 0.1
+    assert [json.loads(p.read_text()) for p in teachers] == [
+        {"kind": "count", "order": 2, "k": 4}, {"kind": "kneser-ney", "order": 2, "k": 4, "discount_fallback": True}]
+    made = {p: p.read_bytes() for p in records}
+    for p in records:
+        p.unlink()
+    check_made(parse_spec(tomllib.loads(SPEC), root), Path("out"))
+    assert {p: p.read_bytes() for p in records} == made
+    source.unlink()
+    try:
+        with pytest.raises(NgteachError, match="^out: corpus docs was not split from its entry in the spec; "
+                                                "use another --out or remove out/docs$"):
+            check_made(parse_spec(tomllib.loads(SPEC.replace("valid_fraction = 0.1", "valid_fraction = 0.2")), root),
+                       Path("out"))
+        assert not source.exists()
+    finally:
+        source.write_bytes(made[source])
+
+
+@pytest.mark.parametrize("docs, change, mentions", [
+    (b"a b\x00c\n" * 50, None, "docs.txt: binary data, not text \\(NUL byte at offset 3\\)$"),
+    ("caf\xe9\n".encode("latin-1") * 50, None, "docs.txt: not UTF-8 text \\(byte 0xe9 at offset 3\\)$"),
+    (b"a line\n" * 100, ("valid_fraction = 0.1", "valid_fraction = 0.001"),
+     "^corpus docs: a split would be empty \\(90 train, 0 valid, 10 test lines; "
+     "the fractions are of the 100 line\\(s\\) of docs.txt\\)$"),
+    (b"a single line\n", None, "^corpus docs: a split would be empty \\(1 train, 0 valid, 0 test lines"),
+])
+def test_bad_corpus_text_is_refused_before_anything_is_written(docs, change, mentions, tmp_path):
+    (tmp_path / "docs.txt").write_bytes(docs)
+    spec = parse_spec(tomllib.loads(SPEC.replace(*change) if change else SPEC), tmp_path)
+    with pytest.raises(NgteachError, match=mentions):
+        run_experiment(spec, tmp_path / "out", log=lambda line: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
+    from student.cli import _run_grid, demo
+
+    spec = parse_spec(tomllib.loads(SPEC), tmp_path)
+    run = tmp_path / "run"  # a distill run directory
+    run.mkdir()
+    (run / "config.json").write_text("{}", encoding="utf-8")
+    for out, refused in ((tmp_path / "none", "none: no such experiment folder"),
+                         (run, "run: not an experiment folder \\(no experiment.json\\)")):
+        with pytest.raises(NgteachError, match=refused + "$"):
+            _run_grid(spec, out, 1, None, None, True)
+    assert not (tmp_path / "none").exists() and [p.name for p in run.iterdir()] == ["config.json"]
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    for results_only in (False, True):
+        with pytest.raises(NgteachError, match="file: the output folder is a file$"):
+            _run_grid(spec, tmp_path / "file", 1, None, None, results_only)
+    with pytest.raises(NgteachError, match="file: the output folder is a file$"):
+        demo(out=tmp_path / "file", jobs=1)
+
+
 @pytest.mark.parametrize("change, mentions", [
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"count2\"]"), "log-probabilities"),
     (("baseline = \"ce\"", "baseline = \"nope\""), "baseline"),
     (("size = \"tiny\"", "size = \"tiny\"\nwings = 2"), "'wings'"),
     (("kind = \"count\"", "kind = \"oracle\""), "kind"),
     (("valid_fraction = 0.1", "valid_fraction = 0.7"), "valid_fraction"),
+    (("train = \"docs.txt\"", "train = 5"), "\\[corpora.docs\\] train must be a file name or a named split, not 5"),
+    (("seeds = [0]", "seeds = [0, 0]"), "seeds \\[0, 0\\] repeat a seed"),
+    # names become folders and files: nothing outside --out, no @ (it joins a loss and its teacher)
+    (("[corpora.docs]", "[corpora.\"../escape\"]"), "corpus name '../escape' may hold only letters, digits"),
+    (("[teachers.kn2]", "[teachers.\".kn2\"]"), "teacher name '.kn2' may hold only"),
+    (("[losses.kl]", "[losses.\"kl@x\"]"), "loss name 'kl@x' may hold only"),
+    (("name = \"small\"", "name = \"a/b\""), "the experiment name 'a/b' may hold only"),
+    # [student] and [losses] values are checked as distill checks them
+    (("size = \"tiny\"", "size = \"foo\""), "\\[losses.ce\\] \\(with \\[student\\]\\): --size must be one of"),
+    (("epochs = 1", "epochs = \"one\""), "Invalid value for '--epochs'"),
+    (("loss = \"ce\"", "loss = \"foo\""), "\\[losses.ce\\] \\(with \\[student\\]\\): --loss must be one of"),
+    (("weight = 0.1", "weight = 0.1\nsmoothing = 2"), "\\[losses.rank\\] .*--smoothing 2"),
+    (("weight = 0.1", "weight = 0.1\npartition = \"foo\""), "--partition must be one of"),
+    (("window = 20", "window = 20\ntie_weights = \"no\""), "tie_weights must be true or false, not 'no'"),
+    (("window = 20", "window = true"), "window takes a value, not true or false"),
+    (("weight = 0.1", "weight = 0.1\nk = 5"), "\\[losses.rank\\] k = 5 is more than the k = 4 of teacher 'count2'"),
+    (("size = \"tiny\"", "size = \"tiny\"\nctx = 1"), "unknown key 'ctx' in \\[student\\]"),
+    (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
+    (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),
+    (("discount_fallback = true", "discount_fallback = \"yes\""), "discount_fallback must be true or false"),
     (("order = 2\nk = 4\n\n[teachers.kn2]", "order = 2\nk = 4\n\n[teachers.kn2]"), None),
 ])
 def test_bad_specs_are_refused_in_one_line(change, mentions, tmp_path):
     text = SPEC.replace(*change)
+    assert text != SPEC or mentions is None
 
     if mentions is None:  # the unchanged spec parses
         assert [c.name for c in parse_spec(tomllib.loads(text), tmp_path).configs] == [
             "ce", "rank@count2", "rank@kn2", "kl@kn2"]
         return
-    with pytest.raises(NgteachError, match=mentions):
+    with pytest.raises(NgteachError, match=mentions) as error:
         parse_spec(tomllib.loads(text), tmp_path)
+    assert "\n" not in str(error.value)
 
 
 BORN_AGAIN = """
@@ -315,9 +439,19 @@ def test_rerunning_a_born_again_grid_changes_nothing_and_a_lost_teacher_comes_ba
     assert (out / "docs/runs/kl@ba-s0/summary.json").exists()
 
 
+def test_a_changed_born_again_teacher_is_refused(born_again, monkeypatch):
+    monkeypatch.chdir(born_again)
+    record = json.loads(Path("out/docs/teachers/ba/teacher.json").read_text(encoding="utf-8"))
+    assert record == {"kind": "born-again", "k": 4, "run": "ce", "seed": 0}
+    spec = parse_spec(tomllib.loads(BORN_AGAIN_SPEC.replace("k = 4\n", "k = 3\n", 1)), born_again)
+    with pytest.raises(NgteachError, match="^out: teacher ba of corpus docs was made with k = 4, "
+                                           "the spec now has k = 3"):
+        run_experiment(spec, Path("out"), log=lambda line: None)
+
+
 def test_a_failed_source_run_leaves_its_students_not_run(tmp_path):
-    # an unknown student size: the ce run fails as it starts
-    spec_folder(tmp_path, BORN_AGAIN_SPEC.replace('loss = "ce"', 'loss = "ce"\nsize = "huge"'), "ba.toml", 200)
+    # more batch columns than the text has tokens: the ce run fails as it starts
+    spec_folder(tmp_path, BORN_AGAIN_SPEC.replace('loss = "ce"', 'loss = "ce"\nbatch_size = 100000'), "ba.toml", 200)
     result = run_cli("experiment", "ba.toml", "--out", "out", "--jobs", "2", cwd=tmp_path)
     assert result.returncode == 1
     assert "docs/teachers/ba: not made, docs/ce-s0 failed" in result.stderr

@@ -266,7 +266,55 @@ def test_damaged_model_is_refused(built_model, tmp_path, name):
         NgramModel(directory)
 
 
-@pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied", "shortened"])
+def rewrite_array(name: str, change):
+    """A damage that applies ``change(array, vocab_size)`` in place to the array in file
+    ``name`` and saves it back: right size and dtype, wrong content."""
+    def damage(directory: Path):
+        array = np.load(directory / name)
+        change(array, json.loads((directory / "meta.json").read_text())["vocab_size"])
+        np.save(directory / name, array)
+    return damage
+
+
+def set_meta(**fields):
+    return edit_meta(lambda m: m.update(fields))
+
+
+# Damage that used to crash the rank kernel or pass unnoticed -> what the error names.
+CORRUPT = {
+    "offset past the table": (rewrite_array("counts/2.offsets.npy", lambda a, v: a.__setitem__(3, 4_000_000_000)),
+                              "2.offsets.npy"),
+    "offsets decreasing": (rewrite_array("counts/2.offsets.npy", lambda a, v: a.__setitem__(1, a[-1])),
+                           "2.offsets.npy"),
+    "offsets not from 0": (rewrite_array("counts/3.offsets.npy", lambda a, v: a.__setitem__(0, 1)), "3.offsets.npy"),
+    "unigram beyond the vocabulary": (rewrite_array("counts/1.words.npy", lambda a, v: a.__setitem__(0, 4_000_000_000)),
+                                      "1.words.npy"),
+    "word id = vocabulary size": (rewrite_array("counts/2.words.npy", lambda a, v: a.__setitem__(slice(None), v)),
+                                  "2.words.npy"),
+    "continuation beyond the vocabulary": (rewrite_array("counts/3.cont_words.npy",
+                                                         lambda a, v: a.__setitem__(-1, 4_000_000_000)),
+                                           "3.cont_words.npy"),
+    "n_tokens a string": (set_meta(n_tokens="12"), "'n_tokens'"),
+    "vocab_size a float": (set_meta(vocab_size=8.0), "'vocab_size'"),
+    "ngrams of strings": (set_meta(ngrams=["7", "9", "10"]), "'ngrams'"),
+    "order true": (set_meta(order=True, ngrams=[7]), "'order'"),
+    "tokenizer a string": (set_meta(tokenizer="word"), "'tokenizer'"),
+    "corpus a string": (set_meta(corpus="c.txt"), "'corpus'"),
+    "corpus without bytes": (edit_meta(lambda m: m["corpus"].pop("bytes")), "'corpus'"),
+    "checksum a number": (set_meta(vocab_sha256=5), "'vocab_sha256'"),
+    "no tool_version": (edit_meta(lambda m: m.pop("tool_version")), "tool_version"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
+def test_corrupt_model_is_refused_naming_the_problem(built_model, tmp_path, name):
+    damage, named = CORRUPT[name]
+    with pytest.raises(NgteachError, match=named) as refused:
+        NgramModel(damaged_copy(built_model, tmp_path, damage))
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied", "shortened", "beyond the vocabulary"])
 def test_damaged_tokens_npy_is_refused(built_model, tmp_path, damage):
     def do(d: Path):
         path = d / "tokens.npy"
@@ -276,6 +324,8 @@ def test_damaged_tokens_npy_is_refused(built_model, tmp_path, damage):
             truncate(path)
         elif damage == "emptied":
             truncate(path, 0)
+        elif damage == "beyond the vocabulary":
+            rewrite_array("tokens.npy", lambda a, v: a.__setitem__(5, v))(d)
         else:
             np.save(path, np.load(path)[:-1])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,29 @@ def test_born_again_refuses_another_vocabulary(born_again, tmp_path, capsys):
                    "-o", str(tmp_path / "r.bin"))
     error = capsys.readouterr().err.strip()
     assert code == 1 and error.startswith("ngteach: error: ") and "vocabulary" in error and "\n" not in error
+
+
+def test_born_again_checks_the_recorded_vocabulary_and_the_weights(born_again, tmp_path, capsys):
+    def moved(name: str, **changes) -> Path:
+        shutil.copytree(born_again / "run", tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps({**config, **changes}))
+        return tmp_path / name
+
+    model = NgramModel(born_again / "model")
+    # the recorded vocabulary is the ranked model's: the run's own model directory is not needed
+    teacher = load_neural_teacher(f"born-again:{moved('recorded', model_dir='gone')}", model, torch.device("cpu"))
+    assert teacher.description["kind"] == "born-again"
+    for name, changes, says in [
+            ("older", {"model_dir": "gone", "vocab_sha256": None}, "older: the run's model directory gone is missing "
+                                                                   "(the path is relative to the folder the run"),
+            ("narrow", {"student": {**json.loads((born_again / "run" / "config.json").read_text())["student"],
+                                    "width": 32, "embedding": 32}}, "best.pt: the weights do not fit")]:
+        code = ngteach("rank", "--teacher", f"born-again:{moved(name, **changes)}", "--model",
+                       str(born_again / "model"), "-o", str(tmp_path / "r.bin"))
+        error = capsys.readouterr().err.strip()
+        assert code == 1 and error.startswith("ngteach: error: ") and says in error and "\n" not in error
+        assert not (tmp_path / "r.bin").exists()
 
 
 # ---- Hugging Face teachers -------------------------------------------------------------------

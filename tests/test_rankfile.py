@@ -2,17 +2,19 @@
 and refusal of every kind of damaged file."""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import struct
+import tempfile
 
 import numpy as np
 import pytest
 
 from corpora import NgteachError
 from ngram_teacher import RankFile, RankFileWriter
-from ngram_teacher.rankfile import id_dtype_for
+from ngram_teacher.rankfile import id_dtype_for, write_rank_file
 
 REQUIRED = ("format_version", "n_positions", "k", "id_dtype", "pad_id", "vocab_size", "vocab_sha256",
             "tokens_sha256", "gt_first", "teacher", "scores")
@@ -215,6 +217,11 @@ DAMAGED = {
     "huge header length": b"NGTRANKS" + struct.pack("<I", 0xFFFFFFC4) + good_file()[12:],
     "format_version 2": handmade(header_dict(format_version=2), hand_arrays()),
     "format_version '1'": handmade(header_dict(format_version="1"), hand_arrays()),
+    "format_version 1.0": handmade(header_dict(format_version=1.0), hand_arrays()),
+    "gt_first a string": handmade(header_dict(gt_first="yes"), hand_arrays()),
+    "vocab_sha256 an integer": handmade(header_dict(vocab_sha256=5), hand_arrays()),
+    "tokens_sha256 null": handmade(header_dict(tokens_sha256=None), hand_arrays()),
+    "vocab_sha256 not hexadecimal": handmade(header_dict(vocab_sha256="zz" * 32), hand_arrays()),
     "k = 0": handmade(header_dict(k=0), []),
     "k negative": handmade(header_dict(k=-2), []),
     "n_positions not an integer": handmade(header_dict(n_positions=3.5), hand_arrays()),
@@ -257,3 +264,50 @@ def test_check_matches(tmp_path):
         ranks.check_matches("00" * 32, "cd" * 32)
     with pytest.raises(NgteachError, match="token stream"):
         ranks.check_matches("ab" * 32, "00" * 32)
+
+
+@pytest.mark.parametrize("field, value", [("format_version", "1"), ("format_version", 1.0), ("gt_first", "yes"),
+                                          ("vocab_sha256", 5), ("tokens_sha256", None)])
+def test_a_header_field_of_the_wrong_type_is_named(tmp_path, field, value):
+    path = write(tmp_path, handmade(header_dict(**{field: value}), hand_arrays()))
+    with pytest.raises(NgteachError, match=rf"^{path}: corrupt ranks file header \({field} must be"):
+        RankFile(path)
+
+
+def failing_memmap(*args, **kwargs):
+    raise OSError(errno.EFBIG, "File too large")
+
+
+def test_writer_failing_in_its_constructor_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(np, "memmap", failing_memmap)
+    with pytest.raises(OSError):
+        RankFileWriter(header_dict(), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_ranks_file_that_cannot_be_created_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(np, "memmap", failing_memmap)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "sys-tmp"))
+    (tmp_path / "sys-tmp").mkdir()
+    with pytest.raises(NgteachError, match=rf"^{tmp_path / 'r.bin'}: cannot create a ranks file of [0-9,]+ bytes "
+                                           r"\(File too large\)$"):
+        write_rank_file(header_dict(), tmp_path / "r.bin", lambda arrays: None)
+    with pytest.raises(NgteachError, match=r"^standard output .*\(File too large\)$"):
+        write_rank_file(header_dict(), io.BytesIO(), lambda arrays: None)
+    assert os.listdir(tmp_path) == ["sys-tmp"] and os.listdir(tmp_path / "sys-tmp") == []
+
+
+def test_check_ids(tmp_path):
+    ranks = RankFile(write(tmp_path, good_file()))
+    ranks.check_ids()
+    with pytest.raises(NgteachError, match=r"hand.bin: corrupt ranks file \(ids out of range in row 0\)"):
+        ranks.check_ids(5)  # row 0 lists id 5
+    ids = [[5, 1], [2, 4], [0, 3]]
+    bad_id = write(tmp_path, handmade(header_dict(), [struct.pack("<6H", *sum(ids, [])), *hand_arrays()[1:]]), "x.bin")
+    with pytest.raises(NgteachError, match=r"x.bin: corrupt ranks file \(ids out of range in row 1\)"):
+        RankFile(bad_id).check_ids()  # an id where the orders say padding
+    orders = [[1, 1], [2, 0], [0, 1]]
+    hole = write(tmp_path, handmade(header_dict(), [struct.pack("<6H", 5, 1, 2, 65535, 65535, 3),
+                                                    bytes(sum(orders, [])), hand_arrays()[2]]), "hole.bin")
+    with pytest.raises(NgteachError, match=r"hole.bin: corrupt ranks file \(padding before real entries in row 2\)"):
+        RankFile(hole).check_ids()

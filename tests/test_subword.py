@@ -140,6 +140,11 @@ def test_load_refuses_a_different_model(trained, tmp_path):
         SentencePieceTokenizer.load(tmp_path, config)
 
 
+def test_load_refuses_a_model_name_that_is_no_string(tmp_path):
+    with pytest.raises(NgteachError, match="meta.json: the tokenizer's 'model' must be a file name"):
+        SentencePieceTokenizer.load(tmp_path, {"kind": "sentencepiece", "model": 5})
+
+
 def test_bpe_model_type_is_recorded(corpus, tmp_path):
     tokenizer, _ = SentencePieceTokenizer.train(corpus, VOCAB, model_type="bpe")
     assert tokenizer.config()["model_type"] == "bpe"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,11 @@ import torch.nn.functional as F
 
 from corpora import NgteachError
 from corpora.builtin import python_docs_splits
-from ngram_teacher import NgramModel, RankFile, build_model, write_ranks
+from ngram_teacher import NgramModel, RankFile, RankFileWriter, build_model, write_ranks
+from student import train
 from student.data import GT_PARTITION, TeacherReader, bptt_batches, window_batches
 from student.model import student_config
-from student.train import RunConfig, objective, run
+from student.train import RunConfig, evaluate_run, objective, run
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
 
@@ -246,6 +248,15 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
     (["--min-improvement", "-1"], "--min-improvement"),
     (["--max-tokens", "0"], "--max-tokens"),
     (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--loss", "rank", "--weight", "nan"], "--weight"),
+    (["--clip", "nan"], "--clip"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "4294967296"], "--seed"),
+    (["--patience", "0"], "--patience"),
+    (["--loss", "rank", "--min-order", "5"], "--min-order 5 is above the order of the teacher"),
+    (["--batch-size", "100000"], "--batch-size"),
 ])
 def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
     args = [str(teacher / "empty.txt") if a == "EMPTY" else a for a in args]
@@ -255,6 +266,87 @@ def test_bad_distill_options_give_one_line(teacher, tmp_path, args, mentions):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ngteach: error:") and mentions in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()  # so the corrected command runs as it is
+
+
+@pytest.mark.parametrize("damage, says", [("ids", "ids out of range in row 5"),
+                                          ("rows", "rows and a vocabulary of")])
+def test_corrupt_ranks_with_matching_checksums_are_refused(teacher, tmp_path, damage, says):
+    good = RankFile(teacher / "ranks.bin")
+    header = {key: value for key, value in good.header.items() if key != "_data_offset"}
+    header["n_positions"] -= damage == "rows"  # the header of another stream, its checksums kept
+    with RankFileWriter(header, tmp_path) as writer:
+        for name in ("ids", "orders"):
+            writer.arrays[name][:] = getattr(good, name)[:header["n_positions"]]
+        if damage == "ids":
+            writer.arrays["ids"][5, 0] = header["vocab_size"]
+        writer.publish(tmp_path / "bad.bin")
+    with pytest.raises(NgteachError, match=says):
+        run(tiny_config(teacher, tmp_path / "x", loss="rank", ranks=str(tmp_path / "bad.bin")), log=lambda m: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_directory(teacher, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        assert (tmp_path / "x" / "config.json").exists()
+        raise NgteachError("failed in the first epoch")
+
+    monkeypatch.setattr(train, "_train_epoch", fail)
+    with pytest.raises(NgteachError, match="failed in the first epoch"):
+        run(tiny_config(teacher, tmp_path / "x"), log=lambda m: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_damaged_run_directories_give_one_line(teacher, tmp_path):
+    run(tiny_config(teacher, tmp_path / "good", epochs=1), log=lambda m: None)
+    text = teacher / "test.txt"
+
+    def damaged(name: str, change_config=None, checkpoint=None) -> Path:
+        shutil.copytree(tmp_path / "good", tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        if change_config:
+            change_config(config)
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+        if checkpoint is not None:
+            torch.save(checkpoint, tmp_path / name / "checkpoints" / "best.pt")
+        return tmp_path / name
+
+    def refused(run_dir: Path, says: str) -> None:
+        with pytest.raises(NgteachError, match=says) as error:
+            evaluate_run(run_dir, text)
+        assert "\n" not in str(error.value)
+
+    refused(damaged("epochs", lambda c: c.update(epochs="1")),
+            "epochs/config.json: not a readable run configuration .epochs must be an integer, not '1'")
+    refused(damaged("student", lambda c: c.update(student="lstm")), "student must be an object")
+    refused(damaged("width", lambda c: c["student"].update(width="64")), "student.width must be an integer")
+    refused(damaged("kind", lambda c: c["student"].update(kind="gru")), "student.kind must be one of lstm")
+    refused(damaged("nan", lambda c: c.update(lr=float("nan"))), "nan/config.json: --lr must be a finite number")
+    refused(damaged("list", checkpoint=[1, 2]), "list/checkpoints/best.pt: not a checkpoint")
+    refused(damaged("no_model", checkpoint={"foo": 1}), "no_model/checkpoints/best.pt: not a checkpoint")
+    refused(damaged("narrow", lambda c: c["student"].update(width=32, embedding=32)),
+            "narrow/checkpoints/best.pt: the weights do not fit .* size mismatch")
+    # a model directory rebuilt from another text: refused by its vocabulary, or in a run made
+    # before vocabularies were recorded, by the shape of the weights
+    (tmp_path / "other.txt").write_text("a b c\nd e f\n", encoding="utf-8")
+    build_model(tmp_path / "other.txt", tmp_path / "other", order=2)
+    refused(damaged("rebuilt", lambda c: c.update(model_dir=str(tmp_path / "other"))),
+            "rebuilt: the model directory .*other has another vocabulary than the run was trained with")
+    refused(damaged("older", lambda c: c.update(model_dir=str(tmp_path / "other"), vocab_sha256=None)),
+            "older/checkpoints/best.pt: the weights do not fit .* size mismatch")
+    refused(damaged("moved", lambda c: c.update(model_dir="moved-model")),
+            "moved: the run's model directory moved-model is missing .the path is relative to the folder the "
+            "run was made in")
+    # a run made before vocab_sha256 was recorded still reads as before
+    good_logprobs = evaluate_run(tmp_path / "good", text)
+    assert np.array_equal(evaluate_run(damaged("old", lambda c: c.pop("vocab_sha256")), text), good_logprobs)
+    assert json.loads((tmp_path / "good" / "config.json").read_text())["vocab_sha256"] == \
+        NgramModel(teacher / "ngteach-model").meta["vocab_sha256"]
+    for name, args in [("kind", ["eval", str(tmp_path / "kind"), str(text)]),
+                       ("epochs", ["distill", "--resume", str(tmp_path / "epochs")])]:
+        result = subprocess.run([*COMMAND, *args], capture_output=True, text=True)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"ngteach: error: {tmp_path / name / 'config.json'}: ")
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher, tmp_path):

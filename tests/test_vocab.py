@@ -67,8 +67,9 @@ def test_from_counts_matches_reference(words, min_count, max_size):
     vocab = from_words(words, min_count=min_count, max_size=max_size)
     assert vocab.tokens == vocabulary(words, min_count, max_size)
     assert UNK in vocab.tokens
+    assert (EOS in vocab.tokens) == (EOS in words)  # kept whatever min_count and max_size say
     if max_size is not None:
-        assert len(vocab) <= max(max_size, 1)
+        assert len(vocab) <= max(max_size, 1 + (EOS in words))
     # the mapped stream's counts are non-increasing by id, ties ordered by text
     ids = np.array([vocab.id(w) for w in words])
     counts = np.bincount(ids, minlength=len(vocab))
@@ -144,13 +145,34 @@ def test_word_tokenizer_min_count_and_max_size(write_corpus):
     decoded = [tokenizer.vocab.tokens[i] for i in ids]
     assert decoded == [w if w in ("a", "b", EOS) else UNK for w in words]
     tokenizer, ids = WordTokenizer.train(path, max_size=3)
-    # <unk>: 2 x <eos> + c + d = 4, tying with a (4): "<" sorts before "a"
-    assert tokenizer.vocab.tokens == vocabulary(words, 1, 3) == [UNK, "a", "b"]
+    # <eos> (2) is kept however rare, leaving room for one word: a (4); <unk>: b + c + d = 5
+    assert tokenizer.vocab.tokens == vocabulary(words, 1, 3) == [UNK, "a", EOS]
     assert tokenizer.config() == {"kind": "word", "min_count": 1, "max_size": 3}
     # another file and free text are mapped with the same vocabulary
     other = write_corpus("a z\n", "other.txt")
-    assert tokenizer.encode_file(other).tolist() == [1, 0, 0]  # a, z -> <unk>, <eos> -> <unk>
-    assert tokenizer.encode_text("b  a\tq").tolist() == [2, 1, 0]  # no <eos> for free text
+    assert tokenizer.encode_file(other).tolist() == [1, 0, 2]  # a, z -> <unk>, <eos>
+    assert tokenizer.encode_text("b  a\tq").tolist() == [0, 1, 0]  # no <eos> for free text
+
+
+@pytest.mark.parametrize("kw", [{"min_count": 100}, {"max_size": 2}, {"min_count": 100, "max_size": 5}])
+def test_reserved_tokens_survive_any_min_count_and_max_size(write_corpus, kw):
+    tokenizer, ids = WordTokenizer.train(write_corpus("a a b\nc\n"), **kw)
+    assert sorted(tokenizer.vocab.tokens) == [EOS, UNK]
+    assert [tokenizer.vocab.tokens[i] for i in ids] == [UNK, UNK, UNK, EOS, UNK, EOS]
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=word_lists, min_count=st.integers(1, 4), max_size=st.one_of(st.none(), st.integers(2, 8)))
+def test_keeping_eos_changes_nothing_where_it_survived(words, min_count, max_size):
+    # the rule before <eos> was reserved: the max_size - 1 most frequent words seen
+    # min_count times or more, then <unk> with the count of the rest
+    counts = Counter(words)
+    kept = sorted((w for w in counts if w != UNK and counts[w] >= min_count), key=lambda w: (-counts[w], w))
+    kept = {w: counts[w] for w in kept[: None if max_size is None else max_size - 1]}
+    if EOS in kept:
+        kept[UNK] = len(words) - sum(kept.values())
+        before = sorted(kept, key=lambda w: (-kept[w], w))
+        assert from_words(words, min_count=min_count, max_size=max_size).tokens == before
 
 
 @pytest.mark.parametrize("kw", [{"min_count": 0}, {"max_size": 1}])
