@@ -78,8 +78,9 @@ def distill(
 def run_config(*, student, size, loss, weight, partition, k, min_order, smoothing, model, ranks, valid, test,
                data_dir, out, layers, width, embedding, window, memory, dropout, dropout_embedding, tie_weights,
                optimizer, lr, schedule, batch_size, clip, epochs, max_tokens, max_time, patience, min_improvement,
-               checkpoint_every, seed, **_):
-    """The ``train.RunConfig`` of distill's options (its ``ctx.params``), before ``train.check_config``."""
+               checkpoint_every, seed, resume=None):
+    """The ``train.RunConfig`` of distill's options (its ``ctx.params``, so an option added to
+    distill must be added here too, or this fails), before ``train.check_config``."""
     from . import train
     from .model import student_config
 
