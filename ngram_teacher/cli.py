@@ -106,6 +106,7 @@ def build(
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
 ) -> None:
     """Count the n-grams of CORPUS and write a model directory."""
+    _check_utf8(str(out))  # the model's vocabulary (marisa-trie) is opened by a UTF-8 path
     started = time.perf_counter()
     path = resolve_corpus_arg(corpus, data_dir)
     tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
@@ -296,6 +297,18 @@ def _describe_ranks(ranks: RankFile) -> None:
 student_cli.register(app)
 
 
+def _shown(text: str) -> str:
+    """``text`` as it was typed: Python decodes bytes that are not UTF-8 as lone surrogates."""
+    return repr(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+def _check_utf8(name: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NgteachError(f"{_shown(name)} is not valid UTF-8") from None
+
+
 def _command_line_error(error: Exception) -> tuple[str, int] | None:
     """(message, exit code) for typer's own errors (bad option values, unknown options).
 
@@ -309,13 +322,6 @@ def _command_line_error(error: Exception) -> tuple[str, int] | None:
 
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
-    for arg in sys.argv[1:] if argv is None else argv:
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:  # Python decodes bytes that are not UTF-8 as lone surrogates
-            shown = arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            say(f"ngteach: error: the argument '{shown}' is not valid UTF-8")
-            sys.exit(2)
     try:
         code = command.main(args=argv, prog_name="ngteach", standalone_mode=False)
     except NgteachError as e:
@@ -323,6 +329,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except BrokenPipeError:
         sys.stderr.close()
+        sys.exit(1)
+    except UnicodeEncodeError as e:  # an argument of bytes that are not UTF-8, where text is needed
+        say(f"ngteach: error: {_shown(e.object)} is not valid UTF-8")
         sys.exit(1)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""

@@ -278,6 +278,10 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
         if config.k is not None and config.k > teachers[teacher].k:
             raise bad(f"[losses.{name}] k = {config.k} is more than the k = {teachers[teacher].k} "
                       f"of teacher {teacher!r}")
+        order = 1 if teachers[teacher].kind == "born-again" else teachers[teacher].order  # neural ranks: no orders
+        if config.min_order > order:
+            raise bad(f"[losses.{name}] min_order = {config.min_order} is above the order {order} of teacher "
+                      f"{teacher!r}")
     if not chosen:
         raise bad(f"[losses.{name}] has no teacher to learn from")
     return [Config(f"{name}@{teacher}", loss, teacher, options) for teacher in chosen]
@@ -295,9 +299,10 @@ def _check_run_options(options: dict, what: str, bad):
     would refuse it (before it reads any file)."""
     import typer
 
+    from ngram_teacher.cli import _command_line_error
+
     from . import train
     from .cli import distill, run_config
-    from .data import PARTITION_MODES
 
     app = typer.Typer(add_completion=False)
     app.command()(distill)
@@ -313,12 +318,11 @@ def _check_run_options(options: dict, what: str, bad):
         train.check_config(config)
     except NgteachError as e:
         raise bad(f"{what}: {e}") from None
-    except Exception as e:  # typer's click-style errors (bad values, extra arguments), known by their interface
-        if not callable(getattr(e, "format_message", None)):
+    except Exception as e:  # typer's own errors: bad values, extra arguments
+        known = _command_line_error(e)
+        if known is None:
             raise
-        raise bad(f"{what}: {e.format_message()}") from None
-    if config.partition not in PARTITION_MODES:
-        raise bad(f"{what}: --partition must be one of {', '.join(PARTITION_MODES)}, not {config.partition!r}")
+        raise bad(f"{what}: {known[0]}") from None
     return config
 
 
@@ -409,12 +413,19 @@ def write_corpus(folder: Path, splits: dict[str, str], record: dict) -> None:
 
 def corpus_record(spec: Spec, corpus: CorpusSpec, data_dir: Path | None = None) -> dict:
     """What the splits of ``corpus`` are made from: its entry in the spec and the sha256
-    of each file it names."""
+    of each file it names (None for one gone since: the splits made from it stand)."""
+    entry = {key: value for key, value in asdict(corpus).items() if key != "name" and value is not None}
+    return {**entry, **{f"{split}_sha256": _source_sha256(spec, entry[split], data_dir)
+                        for split in ("train", "valid", "test") if split in entry}}
+
+
+def _source_sha256(spec: Spec, name: str, data_dir: Path | None) -> str | None:
     from ngram_teacher.model import file_sha256
 
-    entry = {key: value for key, value in asdict(corpus).items() if key != "name" and value is not None}
-    return {**entry, **{f"{split}_sha256": file_sha256(_source(spec, entry[split], data_dir))
-                        for split in ("train", "valid", "test") if split in entry}}
+    try:
+        return file_sha256(_source(spec, name, data_dir))
+    except NgteachError:  # moved, or a named split that cannot be fetched now
+        return None
 
 
 def teacher_record(teacher: TeacherSpec) -> dict:
@@ -452,7 +463,8 @@ def _check_record(path: Path, record: dict, out: Path, what: str, remedy: str) -
     if not path.exists():
         return [(path, record)]
     before = read_json_object(path, f"{path}: missing")
-    key = next((key for key in {**before, **record} if before.get(key) != record.get(key)), None)
+    key = next((key for key in {**before, **record} if before.get(key) != record.get(key)
+                and not (key.endswith("_sha256") and record.get(key) is None)), None)
     if key is None:
         return []
     if key.endswith("_sha256") and before.get(key) and record.get(key):

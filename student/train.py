@@ -44,7 +44,7 @@ from ngram_teacher.model import tokens_sha256
 from ngram_teacher.files import read_json_object, temp_file, write_json, write_npy
 from ngram_teacher.provenance import provenance
 
-from .data import Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
+from .data import PARTITION_MODES, Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
 from .model import (STUDENTS, StudentConfig, build_student, carries_state, check_student, config_from_dict,
                     count_parameters, detach_state, perplexity)
@@ -153,6 +153,10 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
     if config.loss not in LOSSES:
         raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
+    if config.partition not in PARTITION_MODES:
+        raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {config.partition!r}")
+    if config.k is not None and config.k < 1:
+        raise NgteachError(f"--k must be at least 1, not {config.k}")
     if config.optimizer not in OPTIMIZERS:
         raise NgteachError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {config.optimizer!r}")
     if config.schedule not in SCHEDULES:
@@ -444,11 +448,11 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
     """Train (or continue) the run in ``config.out``; return its summary. A new run that
     fails before its first checkpoint leaves no run directory behind."""
     out = Path(config.out)
-    new = not resume and not (out.is_dir() and any(out.iterdir()))
+    created = not resume and not out.exists() and os.environ.get("RANK", "0") == "0"  # torchrun: the main process
     try:
         return _run(config, resume, log, progress)
     except BaseException:
-        if new and not (out / "checkpoints").exists():
+        if created and not (out / "checkpoints").exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
 
@@ -533,6 +537,9 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         checkpoint = load_checkpoint(out / "checkpoints" / "last.pt", CHECKPOINT_KEYS)
         load_weights(model, checkpoint, out / "checkpoints" / "last.pt", config)
         state = checkpoint["state"]
+        if not (isinstance(state, dict) and set(_fresh_state()) <= set(state)):
+            raise NgteachError(f"{out / 'checkpoints' / 'last.pt'}: not a checkpoint of ngteach distill "
+                               "(its training state is incomplete)")
         optimizer = make_optimizer(config, model, state["averaging"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         _restore_rng(checkpoint["rng"], distributed)
@@ -545,9 +552,13 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         write_json(out / "environment.json", {**provenance(), "device": str(distributed.device),
                                               "processes": distributed.world})
         (out / "metrics.jsonl").write_text("")
-    state = {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False, "partial": _fresh_epoch()}
-    return make_optimizer(config, model), state
+    return make_optimizer(config, model), _fresh_state()
+
+
+def _fresh_state() -> dict:
+    """Where a run stands before its first batch: what checkpoints save and resume from."""
+    return {"epoch": 0, "tokens": 0, "best_valid": math.inf, "best_epoch": 0, "bad_epochs": 0,
+            "wall_s": 0.0, "train_s": 0.0, "history": [], "averaging": False, "partial": _fresh_epoch()}
 
 
 def _record_epoch(config: RunConfig, metrics: dict | None, model: nn.Module, optimizer, state: dict,

@@ -114,9 +114,14 @@ def estimate(sentences: list[list[str]], order: int, fallback=None) -> tuple[Ent
             if m + 1 == order:
                 backoff = None
             else:
-                backoff = math.log10(gamma[m + 1][g]) if g in gamma[m + 1] else 0.0
+                # gamma is 0 where every discount of the context is 0 (a D of 0 is valid, as in lmplz)
+                backoff = _log10(gamma[m + 1][g]) if g in gamma[m + 1] else 0.0
             entries[m][g] = (min(math.log10(p), 0.0), backoff)
     return entries, fallback_orders
+
+
+def _log10(x: float) -> float:
+    return math.log10(x) if x > 0 else -math.inf
 
 
 # ---- querying an ARPA model by backoff ----------------------------------------------------

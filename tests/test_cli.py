@@ -430,11 +430,18 @@ def test_arpa_values_beyond_float32_give_no_warnings(ws):
         assert "Warning" not in result.stderr and len(result.stderr.splitlines()) <= 1, result.stderr
 
 
-@pytest.mark.parametrize("args", [("query", b"the\xff"), ("build", "corpus.txt", "-o", b"m\xffout"),
-                                  ("info", b"r\xff.bin")])
-def test_arguments_that_are_not_utf8(ws, args):
-    result = fails_cleanly(ws, *args, code=2, mentions="is not valid UTF-8")
-    assert "\\xff" in result.stderr
+@pytest.mark.parametrize("args", [("query", b"the\xff"), ("build", "corpus.txt", "-o", b"m\xffout")])
+def test_arguments_that_are_not_utf8_where_text_is_needed(ws, args):
+    result = fails_cleanly(ws, *args, code=1, mentions="is not valid UTF-8")
+    assert "\\xff" in result.stderr and not (ws.cwd / os.fsdecode(b"m\xffout")).exists()
+
+
+def test_file_names_that_are_not_utf8_still_work(ws):
+    ws.write("corpus.txt", "a b c\na b d\n")
+    os.rename(ws.cwd / "corpus.txt", ws.cwd / os.fsdecode(b"caf\xe9.txt"))
+    ws.ok("build", b"caf\xe9.txt", "--order", "2")
+    ws.ok("rank", "-o", b"r\xff.bin")
+    assert b"positions" in ws.ok("info", b"r\xff.bin").stdout
 
 
 def test_info_truncated_ranks_file(ws):

@@ -200,6 +200,18 @@ def test_a_changed_corpus_text_is_refused_in_one_line(grid):
         "use another --out or remove out/docs"]
 
 
+def test_a_rerun_does_not_need_a_source_text_gone_since(grid):
+    root, _ = grid
+    docs = root / "docs.txt"
+    try:
+        docs.rename(root / "moved.txt")
+        result = run_cli("experiment", "small.toml", "--out", "out", cwd=root)
+    finally:
+        (root / "moved.txt").rename(docs)
+    assert result.returncode == 0, result.stderr
+    assert "4 runs, 4 done, 0 to run" in result.stderr
+
+
 def test_a_folder_made_before_records_gets_them_if_its_splits_are_the_specs(grid, monkeypatch):
     root, _ = grid
     monkeypatch.chdir(root)
@@ -283,6 +295,8 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("window = 20", "window = 20\ntie_weights = \"no\""), "tie_weights must be true or false, not 'no'"),
     (("window = 20", "window = true"), "window takes a value, not true or false"),
     (("weight = 0.1", "weight = 0.1\nk = 5"), "\\[losses.rank\\] k = 5 is more than the k = 4 of teacher 'count2'"),
+    (("weight = 0.1", "weight = 0.1\nk = 0"), "\\[losses.rank\\] .*--k must be at least 1"),
+    (("weight = 0.1", "weight = 0.1\nmin_order = 3"), "min_order = 3 is above the order 2 of teacher 'count2'"),
     (("size = \"tiny\"", "size = \"tiny\"\nctx = 1"), "unknown key 'ctx' in \\[student\\]"),
     (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),

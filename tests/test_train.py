@@ -247,6 +247,8 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
     (["--loss", "rank", "--smoothing", "1.5"], "--smoothing"),
     (["--min-improvement", "-1"], "--min-improvement"),
     (["--max-tokens", "0"], "--max-tokens"),
+    (["--partition", "bogus"], "--partition"),
+    (["--loss", "rank", "--k", "0"], "--k"),
     (["--lr", "-1"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--lr", "inf"], "--lr"),
@@ -287,14 +289,18 @@ def test_corrupt_ranks_with_matching_checksums_are_refused(teacher, tmp_path, da
 
 
 def test_a_run_failing_before_its_first_checkpoint_leaves_no_directory(teacher, tmp_path, monkeypatch):
-    def fail(*args, **kwargs):
-        assert (tmp_path / "x" / "config.json").exists()
+    def fail(config, *args, **kwargs):
+        assert (Path(config.out) / "config.json").exists()
         raise NgteachError("failed in the first epoch")
 
     monkeypatch.setattr(train, "_train_epoch", fail)
     with pytest.raises(NgteachError, match="failed in the first epoch"):
         run(tiny_config(teacher, tmp_path / "x"), log=lambda m: None)
     assert not (tmp_path / "x").exists()
+    (tmp_path / "mine").mkdir()  # a folder that was there before the run is the user's: it stays
+    with pytest.raises(NgteachError, match="failed in the first epoch"):
+        run(tiny_config(teacher, tmp_path / "mine"), log=lambda m: None)
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_damaged_run_directories_give_one_line(teacher, tmp_path):
@@ -342,6 +348,14 @@ def test_damaged_run_directories_give_one_line(teacher, tmp_path):
     assert np.array_equal(evaluate_run(damaged("old", lambda c: c.pop("vocab_sha256")), text), good_logprobs)
     assert json.loads((tmp_path / "good" / "config.json").read_text())["vocab_sha256"] == \
         NgramModel(teacher / "ngteach-model").meta["vocab_sha256"]
+    # a last.pt whose training state lost its keys cannot be resumed
+    last = tmp_path / "good" / "checkpoints" / "last.pt"
+    damaged("stateless")
+    torch.save({**torch.load(last, weights_only=False), "state": {"epoch": 1}},
+               tmp_path / "stateless" / "checkpoints" / "last.pt")
+    with pytest.raises(NgteachError, match="last.pt: not a checkpoint of ngteach distill .its training state"):
+        run(replace(RunConfig.load(tmp_path / "stateless" / "config.json"), out=str(tmp_path / "stateless")),
+            resume=True, log=lambda m: None)
     for name, args in [("kind", ["eval", str(tmp_path / "kind"), str(text)]),
                        ("epochs", ["distill", "--resume", str(tmp_path / "epochs")])]:
         result = subprocess.run([*COMMAND, *args], capture_output=True, text=True)
