@@ -150,7 +150,7 @@ def rank(
         raise NgteachError("--teacher takes neither --arpa nor --min-order")
     started = time.perf_counter()
     teacher = NgramModel(model)
-    k = _at_most_vocabulary(k, teacher)
+    k = min(k, len(teacher.vocab))  # longer rows would hold only padding; the last line says which k
     target = output if output is not None else sys.stdout.buffer
     with progress_bars() as bars:
         if corpus is None:
@@ -217,7 +217,6 @@ def query(
     if bos and arpa is None:
         raise NgteachError("--bos is for --arpa (the count teacher's contexts never follow <s>)")
     teacher = NgramModel(model)
-    k = _at_most_vocabulary(k, teacher)
     ids = teacher.tokenizer.encode_text(context)
     shown = " ".join(teacher.vocab.tokens[i] for i in ids)
     if arpa is None:
@@ -258,12 +257,6 @@ def _check_output(output: Path) -> None:
         raise NgteachError(f"{output}: is a directory; --output needs a file name")
     if not output.parent.is_dir():
         raise NgteachError(f"{output.parent}: no such directory for --output")
-
-
-def _at_most_vocabulary(k: int, model: NgramModel) -> int:
-    """--k, capped at the vocabulary size (longer rows would hold only padding); the line
-    that ends ``rank`` says which k was used."""
-    return min(k, len(model.vocab))
 
 
 def _describe_model(model: NgramModel) -> None:

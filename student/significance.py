@@ -54,11 +54,16 @@ class Comparison:
         return self.ppl_a - self.ppl_b
 
 
+def check_run_directory(run: Path) -> None:
+    """Refuse a path that is no directory: a missing one, or a file given in its place."""
+    if not run.is_dir():
+        raise NgteachError(f"{run}: {'not a' if run.exists() else 'no such'} run directory")
+
+
 def load_run_logprobs(run_dir: str | Path) -> tuple[np.ndarray, dict]:
     """The test log-probabilities (float64) and the summary of a run directory, checked."""
     run = Path(run_dir)
-    if not run.is_dir():
-        raise NgteachError(f"{run}: {'not a' if run.exists() else 'no such'} run directory")
+    check_run_directory(run)
     summary = _read_summary(run)
     try:
         logprobs = np.load(run / LOGPROBS, allow_pickle=False)

@@ -46,6 +46,7 @@ from ngram_teacher.provenance import provenance
 
 from .data import PARTITION_MODES, Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
+from .significance import check_run_directory
 from .model import (STUDENTS, StudentConfig, build_student, carries_state, check_student, config_from_dict,
                     count_parameters, detach_state, perplexity)
 
@@ -101,8 +102,7 @@ class RunConfig:
     def load(cls, path: Path) -> "RunConfig":
         """A run's config.json, checked: every field of its type, settings that check_config
         accepts (fields missing from older files get their defaults)."""
-        if not path.parent.is_dir():
-            raise NgteachError(f"{path.parent}: {'not a' if path.parent.exists() else 'no such'} run directory")
+        check_run_directory(path.parent)
         values = read_json_object(path, f"{path.parent}: not a run directory (no {path.name})")
         student = values.get("student")
         wrong = ("student must be an object" if not isinstance(student, dict)
