@@ -60,7 +60,7 @@ import sys
 import tomllib
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Callable
 
@@ -294,19 +294,27 @@ def _check_distill_options(options: dict, what: str, bad) -> None:
     _only(options, known, what, bad)
 
 
-def _check_run_options(options: dict, what: str, bad):
-    """The run configuration ``ngteach distill`` makes of ``options``, refused as distill
-    would refuse it (before it reads any file)."""
+@cache
+def _distill_command():
+    """``ngteach distill`` as a click command, to parse a spec's options as its command line."""
     import typer
 
-    from ngram_teacher.cli import _command_line_error
-
-    from . import train
-    from .cli import distill, run_config
+    from .cli import distill
 
     app = typer.Typer(add_completion=False)
     app.command()(distill)
-    command = typer.main.get_command(app)
+    return typer.main.get_command(app)
+
+
+def _check_run_options(options: dict, what: str, bad):
+    """The run configuration ``ngteach distill`` makes of ``options``, refused as distill
+    would refuse it (before it reads any file)."""
+    from ngram_teacher.cli import _command_line_error
+
+    from . import train
+    from .cli import run_config
+
+    command = _distill_command()
     flags = {param.name for param in command.params if getattr(param, "is_flag", False)}
     for key, value in options.items():
         if key in flags and not isinstance(value, bool):
