@@ -179,16 +179,29 @@ def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
         axis.grid(alpha=0.3)
         written.append(_save(figure, folder / f"{corpus}-valid.png"))
         figure, axis = plt.subplots(figsize=(max(5, 1 + 0.9 * len(lines)), 4.5))
-        means = [line.test_mean for line in lines]
-        spreads = [statistics.stdev(line.test) if len(line.test) > 1 else 0.0 for line in lines]
-        axis.bar(range(len(lines)), means, yerr=spreads, capsize=4, color=_colours(len(lines)))
-        axis.set_xticks(range(len(lines)), [line.config for line in lines], rotation=30, ha="right", fontsize=8)
-        axis.set_ylim(min(means) - 3 * max(max(spreads), 1.0), max(means) + 3 * max(max(spreads), 1.0))
-        axis.set(ylabel="test perplexity (mean ± sd over seeds)", title=_title(spec, corpus))
-        axis.grid(axis="y", alpha=0.3)
+        _test_bars(axis, lines)
+        axis.set(ylabel="test perplexity (mean ± sd; dots: seeds)", title=_title(spec, corpus))
         written.append(_save(figure, folder / f"{corpus}-test.png"))
         plt.close("all")
     return written
+
+
+def _test_bars(axis, lines: list[Line]) -> None:
+    """A bar per configuration at its mean with a standard-deviation error bar, each
+    seed as a dot (three seeds say more as points), and the mean and seed count above."""
+    means = [line.test_mean for line in lines]
+    spreads = [statistics.stdev(line.test) if len(line.test) > 1 else np.nan for line in lines]
+    axis.bar(range(len(lines)), means, yerr=spreads, capsize=4, color=_colours(len(lines)), alpha=0.85)
+    seeds = [value for line in lines for value in line.test]
+    for x, (line, spread) in enumerate(zip(lines, spreads)):
+        top = max(line.test + ([] if np.isnan(spread) else [line.test_mean + spread]))
+        axis.plot([x + 0.2] * len(line.test), line.test, "o", color="black", ms=3)
+        axis.annotate(f"{line.test_mean:.1f}\nn={len(line.test)}", (x, top), xytext=(0, 4),
+                      textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    axis.set_xticks(range(len(lines)), [line.config for line in lines], rotation=30, ha="right", fontsize=8)
+    margin = max(3.0, 0.1 * (max(seeds) - min(seeds)))
+    axis.set_ylim(min(seeds) - margin, max(seeds) + 3 * margin)
+    axis.grid(axis="y", alpha=0.3)
 
 
 def _title(spec: Spec, corpus: str) -> str:

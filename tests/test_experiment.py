@@ -18,7 +18,7 @@ from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
 from student.experiment import (Step, check_made, in_run_order, load_spec, parse_spec, plan_runs, run_experiment,
                                 schedule)
-from student.results import Line
+from student.results import Line, _test_bars
 from student.significance import load_run_lines, paired_bootstrap
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
@@ -131,6 +131,22 @@ def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
     base = Line("ce", None, {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
     line = Line("rank", "count2", {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
     assert line.delta(base) == pytest.approx((10 + 20) / 2 - (5 + 6) / 2)
+
+
+def test_the_test_plot_shows_each_mean_its_seeds_and_their_count():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [Line("ce", None, {0: None, 1: None}, test=[10.0, 14.0], valid=[0.0] * 2),
+             Line("rank", "count2", {0: None}, test=[9.0], valid=[0.0])]
+    figure, axis = plt.subplots()
+    _test_bars(axis, lines)
+    assert [bar.get_height() for bar in axis.patches] == [12.0, 9.0]
+    assert [list(dots.get_ydata()) for dots in axis.lines if dots.get_marker() == "o"] == [[10.0, 14.0], [9.0]]
+    assert [text.get_text() for text in axis.texts] == ["12.0\nn=2", "9.0\nn=1"]
+    plt.close(figure)
 
 
 def test_rerun_changes_nothing_and_a_lost_run_comes_back_the_same(grid):
