@@ -58,8 +58,7 @@ PRESETS: dict[tuple[str, str], StudentConfig] = {
 
 def student_config(kind: str, size: str, **overrides) -> StudentConfig:
     """The preset for (kind, size) with explicit overrides (None = keep the preset)."""
-    if kind not in STUDENTS:
-        raise NgteachError(f"--student must be one of {', '.join(STUDENTS)}, not {kind!r}")
+    _check_kind(kind)
     if size not in SIZES:
         raise NgteachError(f"--size must be one of {', '.join(SIZES)}, not {size!r}")
     config = replace(PRESETS[kind, size], **{k: v for k, v in overrides.items() if v is not None})
@@ -67,7 +66,13 @@ def student_config(kind: str, size: str, **overrides) -> StudentConfig:
     return config
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in STUDENTS:
+        raise NgteachError(f"--student must be one of {', '.join(STUDENTS)}, not {kind!r}")
+
+
 def check_student(config: StudentConfig) -> None:
+    _check_kind(config.kind)
     for field in ("layers", "width", "embedding", "heads", "inner", "window"):
         if getattr(config, field) < 1:
             raise NgteachError(f"--{field} must be at least 1, not {getattr(config, field)}")

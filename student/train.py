@@ -47,7 +47,7 @@ from ngram_teacher.provenance import provenance
 from .data import PARTITION_MODES, Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
 from .significance import check_run_directory
-from .model import (STUDENTS, StudentConfig, build_student, carries_state, check_student, config_from_dict,
+from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict,
                     count_parameters, detach_state, perplexity)
 
 LOSSES = ("ce", "ls", "rank", "kl")
@@ -114,9 +114,6 @@ class RunConfig:
             config = cls(**values)
         except (KeyError, TypeError) as e:
             raise NgteachError(f"{path}: not a readable run configuration ({e})") from None
-        if config.student.kind not in STUDENTS:
-            raise NgteachError(f"{path}: not a readable run configuration (student.kind must be one of "
-                               f"{', '.join(STUDENTS)}, not {config.student.kind!r})")
         try:
             check_student(config.student)
             check_config(config)

@@ -326,7 +326,7 @@ def test_damaged_run_directories_give_one_line(teacher, tmp_path):
             "epochs/config.json: not a readable run configuration .epochs must be an integer, not '1'")
     refused(damaged("student", lambda c: c.update(student="lstm")), "student must be an object")
     refused(damaged("width", lambda c: c["student"].update(width="64")), "student.width must be an integer")
-    refused(damaged("kind", lambda c: c["student"].update(kind="gru")), "student.kind must be one of lstm")
+    refused(damaged("kind", lambda c: c["student"].update(kind="gru")), "--student must be one of lstm")
     refused(damaged("nan", lambda c: c.update(lr=float("nan"))), "nan/config.json: --lr must be a finite number")
     refused(damaged("list", checkpoint=[1, 2]), "list/checkpoints/best.pt: not a checkpoint")
     refused(damaged("no_model", checkpoint={"foo": 1}), "no_model/checkpoints/best.pt: not a checkpoint")
