@@ -23,7 +23,7 @@ import numpy as np
 from ngram_teacher.files import read_json_object, write_atomic
 
 from .experiment import Run, Spec
-from .significance import default_block, load_run_lines, load_run_logprobs, paired_bootstrap
+from .significance import Comparison, default_block, load_run_lines, load_run_logprobs, paired_bootstrap
 
 COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
            "train_tokens", "wall_s", "run")
@@ -44,6 +44,11 @@ class Line:
     p_other: float | None = None
 
     @property
+    def loss_table(self) -> str:
+        """The spec's [losses.NAME] this configuration comes from (its name is NAME@teacher)."""
+        return self.config.partition("@")[0]
+
+    @property
     def test_mean(self) -> float:
         return statistics.fmean(self.test)
 
@@ -52,6 +57,24 @@ class Line:
         mine, theirs = dict(zip(self.runs, self.test)), dict(zip(base.runs, base.test))
         shared = [seed for seed in mine if seed in theirs]
         return statistics.fmean(mine[s] for s in shared) - statistics.fmean(theirs[s] for s in shared)
+
+
+@dataclass
+class TeacherPair:
+    """Two teachers of one loss: the paired test of a against b over their shared seeds."""
+
+    a: Line
+    b: Line
+    seeds: int
+    comparison: Comparison
+
+
+@dataclass
+class Table:
+    """One corpus: its configurations, and its teachers compared loss by loss."""
+
+    lines: list[Line]
+    teacher_pairs: list[TeacherPair]
 
 
 def finished_rows(runs: list[Run], out: Path) -> list[dict]:
@@ -69,8 +92,9 @@ def finished_rows(runs: list[Run], out: Path) -> list[dict]:
     return rows
 
 
-def summarize(spec: Spec, runs: list[Run]) -> dict[str, list[Line]]:
-    """Per corpus, a :class:`Line` per configuration with finished runs, with p-values."""
+def summarize(spec: Spec, runs: list[Run]) -> dict[str, "Table"]:
+    """Per corpus, a :class:`Line` per configuration with finished runs, with p-values,
+    and the comparisons of the teachers of each loss."""
     done = {(r.corpus, r.config.name, r.seed): r for r in runs if (r.directory / "summary.json").exists()}
     tables = {}
     for corpus in spec.corpora:
@@ -82,8 +106,9 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, list[Line]]:
                 lines.append(Line(config.name, config.teacher, finished, [s["test_ppl"] for s in summaries],
                                   [s["valid_ppl"] for s in summaries]))
         # Each run takes part in several comparisons: read its log-probabilities once.
-        _add_p_values(lines, spec.baseline, lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0]))
-        tables[corpus.name] = lines
+        logprobs = lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0])
+        _add_p_values(lines, spec.baseline, logprobs)
+        tables[corpus.name] = Table(lines, _teacher_pairs(lines, logprobs))
     return tables
 
 
@@ -91,22 +116,39 @@ def _add_p_values(lines: list[Line], baseline: str, logprobs: Callable[[Path], n
     by_name = {line.config: line for line in lines}
     for line in lines:
         if baseline in by_name and line.config != baseline:
-            line.p_baseline = seed_pooled_p_value(line, by_name[baseline], logprobs)
+            line.p_baseline = _p_value(seed_pooled_comparison(line, by_name[baseline], logprobs))
         rivals = [other for other in lines if other.teacher == line.teacher and other is not line]
         if rivals:
             best = min(rivals, key=lambda other: other.test_mean)
-            line.other, line.p_other = best.config, seed_pooled_p_value(line, best, logprobs)
+            line.other, line.p_other = best.config, _p_value(seed_pooled_comparison(line, best, logprobs))
 
 
-def seed_pooled_p_value(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]) -> float | None:
-    """Paired bootstrap p-value of a against b on their seed-averaged log-probabilities."""
+def _teacher_pairs(lines: list[Line], logprobs: Callable[[Path], np.ndarray]) -> list[TeacherPair]:
+    """Every two teachers of one loss, compared on the seeds both have (spec order)."""
+    pairs = []
+    for i, a in enumerate(lines):
+        for b in lines[i + 1:]:
+            if a.teacher and b.teacher and a.loss_table == b.loss_table:
+                comparison = seed_pooled_comparison(a, b, logprobs)
+                if comparison is not None:
+                    pairs.append(TeacherPair(a, b, len(set(a.runs) & set(b.runs)), comparison))
+    return pairs
+
+
+def seed_pooled_comparison(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]) -> Comparison | None:
+    """Paired bootstrap of a against b on their log-probabilities averaged over the seeds
+    both have (None if they share none)."""
     seeds = sorted(set(a.runs) & set(b.runs))
     if not seeds:
         return None
     pooled_a = np.mean([logprobs(a.runs[s].directory) for s in seeds], axis=0)
     pooled_b = np.mean([logprobs(b.runs[s].directory) for s in seeds], axis=0)
     lines = load_run_lines(a.runs[seeds[0]].directory, len(pooled_a))
-    return paired_bootstrap(pooled_a, pooled_b, block=default_block(len(pooled_a)), lines=lines).p_value
+    return paired_bootstrap(pooled_a, pooled_b, block=default_block(len(pooled_a)), lines=lines)
+
+
+def _p_value(comparison: Comparison | None) -> float | None:
+    return None if comparison is None else comparison.p_value
 
 
 # ---- files --------------------------------------------------------------------------------------
@@ -119,25 +161,44 @@ def write_csv(rows: list[dict], path: Path) -> None:
     write_atomic(path, text.getvalue().encode("utf-8"))
 
 
-def markdown(spec: Spec, tables: dict[str, list[Line]]) -> str:
+def markdown(spec: Spec, tables: dict[str, Table]) -> str:
     out = [f"# {spec.name}", ""]
-    for corpus, lines in tables.items():
-        out += [f"## {corpus}", "",
-                f"| configuration | seeds | test ppl | valid ppl | Δ test vs {spec.baseline} | p vs {spec.baseline} "
-                "| best other loss, same teacher | p vs it |",
-                "|---|---|---|---|---|---|---|---|"]
-        base = next((line for line in lines if line.config == spec.baseline), None)
-        for line in lines:
-            delta = "" if base is None or line is base or not set(line.runs) & set(base.runs) \
-                else f"{line.delta(base):+.2f}"
-            out.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
-                       f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
-        out.append("")
+    for corpus, table in tables.items():
+        out += [f"## {corpus}", "", *_lines_table(spec.baseline, table.lines), ""]
+        if table.teacher_pairs:
+            out += [*_teacher_pairs_table(table.teacher_pairs), ""]
     out += ["Test and validation perplexity: mean ± standard deviation over seeds; Δ and p over the seeds "
-            "both configurations have. p: two-sided paired "
-            "bootstrap over blocks of whole test lines (at least 1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
-            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05.", ""]
+            "both configurations have. p: two-sided paired bootstrap over blocks of whole test lines (at least "
+            "1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
+            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Teachers compared: "
+            "the perplexities of those seed-averaged log-probabilities, their difference and its 95% "
+            "bootstrap interval.", ""]
     return "\n".join(out)
+
+
+def _lines_table(baseline: str, lines: list[Line]) -> list[str]:
+    rows = [f"| configuration | seeds | test ppl | valid ppl | Δ test vs {baseline} | p vs {baseline} "
+            "| best other loss, same teacher | p vs it |",
+            "|---|---|---|---|---|---|---|---|"]
+    base = next((line for line in lines if line.config == baseline), None)
+    for line in lines:
+        delta = "" if base is None or line is base or not set(line.runs) & set(base.runs) \
+            else f"{line.delta(base):+.2f}"
+        rows.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
+                    f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
+    return rows
+
+
+def _teacher_pairs_table(pairs: list[TeacherPair]) -> list[str]:
+    rows = ["Teachers compared, loss by loss:", "",
+            "| loss | A | B | seeds | test ppl A | test ppl B | A − B (95% CI) | p |",
+            "|---|---|---|---|---|---|---|---|"]
+    for pair in pairs:
+        c = pair.comparison
+        rows.append(f"| {pair.a.loss_table} | {pair.a.teacher} | {pair.b.teacher} | {pair.seeds} "
+                    f"| {c.ppl_a:.2f} | {c.ppl_b:.2f} | {c.difference:+.2f} ({c.ci[0]:+.2f} to {c.ci[1]:+.2f}) "
+                    f"| {_p(c.p_value)} |")
+    return rows
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -153,7 +214,7 @@ def _p(p: float | None) -> str:
     return f"{p:.2g}{mark}"
 
 
-def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
+def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
     """Per corpus: validation perplexity against training tokens (a line per seed, a
     colour per configuration), and test perplexity with its spread over seeds."""
     import matplotlib
@@ -163,7 +224,8 @@ def plot(spec: Spec, tables: dict[str, list[Line]], folder: Path) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for corpus, lines in tables.items():
+    for corpus, table in tables.items():
+        lines = table.lines
         if not lines:
             continue
         figure, axis = plt.subplots(figsize=(8, 5))

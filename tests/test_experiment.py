@@ -127,6 +127,22 @@ def test_results_table_csv_and_plots(grid):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_teachers_of_one_loss_are_compared_pair_by_pair(grid):
+    root, _ = grid
+    out = root / "out"
+    table = (out / "results.md").read_text(encoding="utf-8")
+    rows = [row.split(" | ") for row in table.splitlines() if row.startswith("| rank | count2 | kn2 |")]
+    assert len(rows) == 1 and not any(row.startswith("| kl |") for row in table.splitlines())  # kl: one teacher
+    a, b = (out / f"docs/runs/rank@{t}-s0" for t in ("count2", "kn2"))
+    ppl = [json.loads((d / "summary.json").read_text())["test_ppl"] for d in (a, b)]
+    logprobs = [np.load(d / "test_logprobs.npy").astype(np.float64) for d in (a, b)]
+    expected = paired_bootstrap(*logprobs, block=len(logprobs[0]) // 50, lines=load_run_lines(a, len(logprobs[0])))
+    seeds, ppl_a, ppl_b, difference, p = rows[0][3:8]
+    assert (seeds, float(ppl_a), float(ppl_b)) == ("1", pytest.approx(ppl[0], abs=0.006), pytest.approx(ppl[1], abs=0.006))
+    assert difference == f"{ppl[0] - ppl[1]:+.2f} ({expected.ci[0]:+.2f} to {expected.ci[1]:+.2f})"
+    assert p.startswith(f"{expected.p_value:.2g}")
+
+
 def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
     base = Line("ce", None, {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
     line = Line("rank", "count2", {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
