@@ -92,7 +92,7 @@ def finished_rows(runs: list[Run], out: Path) -> list[dict]:
     return rows
 
 
-def summarize(spec: Spec, runs: list[Run]) -> dict[str, "Table"]:
+def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
     """Per corpus, a :class:`Line` per configuration with finished runs, with p-values,
     and the comparisons of the teachers of each loss."""
     done = {(r.corpus, r.config.name, r.seed): r for r in runs if (r.directory / "summary.json").exists()}
