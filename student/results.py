@@ -52,10 +52,13 @@ class Line:
     def test_mean(self) -> float:
         return statistics.fmean(self.test)
 
+    def shared_seeds(self, other: "Line") -> list[int]:
+        return sorted(set(self.runs) & set(other.runs))
+
     def delta(self, base: "Line") -> float:
         """Mean test perplexity less ``base``'s, over the seeds both have."""
         mine, theirs = dict(zip(self.runs, self.test)), dict(zip(base.runs, base.test))
-        shared = [seed for seed in mine if seed in theirs]
+        shared = self.shared_seeds(base)
         return statistics.fmean(mine[s] for s in shared) - statistics.fmean(theirs[s] for s in shared)
 
 
@@ -65,8 +68,11 @@ class TeacherPair:
 
     a: Line
     b: Line
-    seeds: int
     comparison: Comparison
+
+    @property
+    def seeds(self) -> int:
+        return len(self.a.shared_seeds(self.b))
 
 
 @dataclass
@@ -131,14 +137,14 @@ def _teacher_pairs(lines: list[Line], logprobs: Callable[[Path], np.ndarray]) ->
             if a.teacher and b.teacher and a.loss_table == b.loss_table:
                 comparison = seed_pooled_comparison(a, b, logprobs)
                 if comparison is not None:
-                    pairs.append(TeacherPair(a, b, len(set(a.runs) & set(b.runs)), comparison))
+                    pairs.append(TeacherPair(a, b, comparison))
     return pairs
 
 
 def seed_pooled_comparison(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]) -> Comparison | None:
     """Paired bootstrap of a against b on their log-probabilities averaged over the seeds
     both have (None if they share none)."""
-    seeds = sorted(set(a.runs) & set(b.runs))
+    seeds = a.shared_seeds(b)
     if not seeds:
         return None
     pooled_a = np.mean([logprobs(a.runs[s].directory) for s in seeds], axis=0)
@@ -182,7 +188,7 @@ def _lines_table(baseline: str, lines: list[Line]) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     base = next((line for line in lines if line.config == baseline), None)
     for line in lines:
-        delta = "" if base is None or line is base or not set(line.runs) & set(base.runs) \
+        delta = "" if base is None or line is base or not line.shared_seeds(base) \
             else f"{line.delta(base):+.2f}"
         rows.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
                     f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
