@@ -35,6 +35,7 @@ class Line:
     """One configuration of one corpus, over its finished seeds."""
 
     config: str
+    loss_table: str  # the spec's [losses.NAME] the configuration comes from
     teacher: str | None
     runs: dict[int, Run]  # seed -> finished run
     test: list[float]
@@ -42,11 +43,6 @@ class Line:
     p_baseline: float | None = None
     other: str | None = None  # the best other configuration with the same teacher
     p_other: float | None = None
-
-    @property
-    def loss_table(self) -> str:
-        """The spec's [losses.NAME] this configuration comes from (its name is NAME@teacher)."""
-        return self.config.partition("@")[0]
 
     @property
     def test_mean(self) -> float:
@@ -109,8 +105,8 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
             finished = {s: done[corpus.name, config.name, s] for s in spec.seeds if (corpus.name, config.name, s) in done}
             if finished:
                 summaries = [read_json_object(r.directory / "summary.json", "") for r in finished.values()]
-                lines.append(Line(config.name, config.teacher, finished, [s["test_ppl"] for s in summaries],
-                                  [s["valid_ppl"] for s in summaries]))
+                lines.append(Line(config.name, config.table, config.teacher, finished,
+                                  [s["test_ppl"] for s in summaries], [s["valid_ppl"] for s in summaries]))
         # Each run takes part in several comparisons: read its log-probabilities once.
         logprobs = lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0])
         _add_p_values(lines, spec.baseline, logprobs)
