@@ -149,7 +149,7 @@ def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML;
                ) -> None:
     """Run a grid of corpus x teacher x loss x seed (resumable) and write results.csv,
     results.md and plots."""
-    from .experiment import load_spec
+    from .spec import load_spec
 
     _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only)
 
@@ -158,7 +158,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
          jobs: int = typer.Option(2, min=1, help="Runs at a time.")) -> None:
     """A small version of the paper's comparison on the built-in python-docs corpus
     (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table."""
-    from .experiment import demo_spec
+    from .spec import demo_spec
 
     _run_grid(demo_spec(), out, jobs, None, None, False)
     print((out / "results.md").read_text(encoding="utf-8"))

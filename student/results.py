@@ -22,8 +22,9 @@ import numpy as np
 
 from ngram_teacher.files import read_json_object, write_atomic
 
-from .experiment import Run, Spec
+from .experiment import Run
 from .significance import Comparison, default_block, load_run_lines, load_run_logprobs, paired_bootstrap
+from .spec import Spec
 
 COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
            "train_tokens", "wall_s", "run")

@@ -44,7 +44,7 @@ from ngram_teacher.model import tokens_sha256
 from ngram_teacher.files import read_json_object, temp_file, write_json, write_npy
 from ngram_teacher.provenance import provenance
 
-from .data import PARTITION_MODES, Batch, TeacherReader, TeacherRows, bptt_batches, window_batches
+from .data import PARTITION_MODES, TeacherReader, TeacherRows, bptt_batches, window_batches
 from .losses import kl_topk, plackett_luce_terms
 from .significance import check_run_directory
 from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict,

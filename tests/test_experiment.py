@@ -16,10 +16,10 @@ from corpora import NgteachError
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
-from student.experiment import (Step, check_made, in_run_order, load_spec, parse_spec, plan_runs, run_experiment,
-                                schedule)
+from student.experiment import Step, check_made, in_run_order, plan_runs, run_experiment, schedule
 from student.results import Line, _test_bars
 from student.significance import load_run_lines, paired_bootstrap
+from student.spec import load_spec, parse_spec
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
 

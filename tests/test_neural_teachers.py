@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from corpora.builtin import python_docs_splits
-from ngram_teacher import NgramModel, RankFile, build_model, write_ranks
+from ngram_teacher import NgramModel, RankFile, build_model
 from ngram_teacher.cli import main
 from student import neural_teachers
 from student.model import build_student, student_config
