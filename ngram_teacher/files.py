@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -73,3 +74,22 @@ def read_json_object(path: Path, absent: str) -> dict:
     if not isinstance(value, dict):
         raise NgteachError(f"{path}: not a JSON object")
     return value
+
+
+def json_count(value) -> bool:
+    """A non-negative JSON integer (not true or false, which Python counts as integers)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def wrong_field(values: dict, fields: dict[str, tuple[Callable[[object], bool], str]]) -> str | None:
+    """Why ``values`` does not hold ``fields`` ({key: (check, what its value must be)}), in a
+    phrase: the keys it lacks, or the first value that fails its check; None if it holds them.
+    Checked where a JSON file is read, so that a hand-edited file fails there, naming the field,
+    rather than deep inside a command."""
+    missing = [key for key in fields if key not in values]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for key, (check, expected) in fields.items():
+        if not check(values[key]):
+            return f"'{key}' must be {expected}, not {json.dumps(values[key])[:40]}"
+    return None

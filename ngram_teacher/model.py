@@ -27,7 +27,7 @@ from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
 from .kernels import MAX_ORDER, NONE
-from .files import read_json_object, temp_dir
+from .files import json_count, read_json_object, temp_dir, wrong_field
 
 MODEL_FORMAT = "ngteach-model"
 MODEL_FORMAT_VERSION = 1
@@ -146,34 +146,26 @@ def _read_meta(directory: Path) -> dict:
     if meta.get("format_version") != MODEL_FORMAT_VERSION:
         raise NgteachError(f"{directory}: model format version {meta.get('format_version')} is not supported "
                            f"(this ngteach reads version {MODEL_FORMAT_VERSION})")
-    missing = [key for key in _META_FIELDS if key not in meta]
-    if missing:
-        raise NgteachError(f"{directory}/{META}: incomplete (no {', '.join(missing)})")
-    for key, (valid, expected) in _META_FIELDS.items():
-        if not valid(meta[key]):
-            raise NgteachError(f"{directory}/{META}: '{key}' must be {expected}, not {json.dumps(meta[key])[:40]}")
+    wrong = wrong_field(meta, _META_FIELDS)
+    if wrong:
+        raise NgteachError(f"{directory}/{META}: {wrong}")
     if len(meta["ngrams"]) != meta["order"]:
         raise NgteachError(f"{directory}/{META}: 'ngrams' must hold one count per order (order {meta['order']})")
     return meta
 
 
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0  # JSON true is an int too
-
-
-# The fields every meta.json has, and what each must be: checked when it is read so that
-# a hand-edited file fails there, naming the field, rather than deep inside a command.
+# The fields every meta.json has, and what each must be.
 _META_FIELDS = {
     "tool_version": (lambda v: isinstance(v, str), "a string"),
-    "order": (lambda v: _count(v) and 1 <= v <= MAX_ORDER, f"an integer from 1 to {MAX_ORDER}"),
-    "n_tokens": (_count, "a non-negative integer"),
-    "vocab_size": (_count, "a non-negative integer"),
-    "ngrams": (lambda v: isinstance(v, list) and all(map(_count, v)), "a list of non-negative integers"),
+    "order": (lambda v: json_count(v) and 1 <= v <= MAX_ORDER, f"an integer from 1 to {MAX_ORDER}"),
+    "n_tokens": (json_count, "a non-negative integer"),
+    "vocab_size": (json_count, "a non-negative integer"),
+    "ngrams": (lambda v: isinstance(v, list) and all(map(json_count, v)), "a list of non-negative integers"),
     "tokenizer": (lambda v: isinstance(v, dict) and isinstance(v.get("kind"), str), 'an object with a "kind"'),
     "vocab_sha256": (lambda v: isinstance(v, str), "a string"),
     "tokens_sha256": (lambda v: isinstance(v, str), "a string"),
     "corpus": (lambda v: isinstance(v, dict) and isinstance(v.get("path"), str) and isinstance(v.get("sha256"), str)
-               and _count(v.get("bytes")), 'an object with "path", "sha256" and "bytes"'),
+               and json_count(v.get("bytes")), 'an object with "path", "sha256" and "bytes"'),
 }
 
 

@@ -27,16 +27,39 @@ import numpy as np
 
 from corpora import NgteachError
 
-from .files import temp_file
+from .files import json_count, temp_file, wrong_field
 
 MAGIC = b"NGTRANKS"
 FORMAT_VERSION = 1
 ALIGN = 64
 PREAMBLE = len(MAGIC) + 4
-REQUIRED_KEYS = ("format_version", "n_positions", "k", "id_dtype", "pad_id", "vocab_size", "vocab_sha256",
-                 "tokens_sha256", "gt_first", "teacher", "scores")
 ID_DTYPES = ("<u2", "<u4")
 SCORE_DTYPES = ("<u4", "<f4")
+
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sha256(value) -> bool:
+    return isinstance(value, str) and re.fullmatch("[0-9a-f]{64}", value) is not None
+
+
+# The fields every header has, and what each must be.
+HEADER_FIELDS = {
+    "format_version": (_integer, "an integer"),
+    "n_positions": (json_count, "a non-negative integer"),
+    "k": (lambda v: json_count(v) and v >= 1, "a positive integer"),
+    "id_dtype": (lambda v: v in ID_DTYPES, f"one of {', '.join(ID_DTYPES)}"),
+    "pad_id": (json_count, "a non-negative integer"),
+    "vocab_size": (json_count, "a non-negative integer"),
+    "vocab_sha256": (_sha256, "a sha256 digest, 64 hexadecimal digits"),
+    "tokens_sha256": (_sha256, "a sha256 digest, 64 hexadecimal digits"),
+    "gt_first": (lambda v: isinstance(v, bool), "true or false"),
+    "teacher": (lambda v: isinstance(v, dict), "an object"),
+    "scores": (lambda v: v is None or (isinstance(v, dict) and v.get("dtype") in SCORE_DTYPES),
+               f"null or an object with a dtype in {', '.join(SCORE_DTYPES)}"),
+}
 
 
 def id_dtype_for(vocab_size: int) -> str:
@@ -80,7 +103,7 @@ class RankFileWriter:
     """
 
     def __init__(self, header: dict, directory: str | os.PathLike | None = None):
-        missing = [k for k in REQUIRED_KEYS if k not in header]
+        missing = [k for k in HEADER_FIELDS if k not in header]
         if missing:
             raise ValueError(f"ranks header lacks {missing}")
         self.header = dict(header)
@@ -218,30 +241,13 @@ def _validate_header(path: Path, header: object) -> None:
 
     if not isinstance(header, dict):
         bad("not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in header]
-    if missing:
-        bad(f"missing {', '.join(missing)}")
-    if not isinstance(header["format_version"], int) or isinstance(header["format_version"], bool):
-        bad("format_version must be an integer")
-    if header["format_version"] != FORMAT_VERSION:
-        raise NgteachError(f"{path}: ranks format version {header['format_version']} is not supported "
+    version = header.get("format_version")
+    if _integer(version) and version != FORMAT_VERSION:
+        raise NgteachError(f"{path}: ranks format version {version} is not supported "
                            f"(this ngteach reads version {FORMAT_VERSION})")
-    for key in ("n_positions", "k", "vocab_size", "pad_id"):
-        if not isinstance(header[key], int) or isinstance(header[key], bool) or header[key] < 0:
-            bad(f"{key} must be a non-negative integer")
-    if header["k"] < 1:
-        bad("k must be at least 1")
-    if header["id_dtype"] not in ID_DTYPES:
-        bad(f"id_dtype must be one of {ID_DTYPES}")
+    wrong = wrong_field(header, HEADER_FIELDS)
+    if wrong:
+        bad(wrong)
     if header["vocab_size"] > np.iinfo(np.dtype(header["id_dtype"])).max:
         bad("vocab_size does not fit id_dtype")
-    scores = header["scores"]
-    if scores is not None and (not isinstance(scores, dict) or scores.get("dtype") not in SCORE_DTYPES):
-        bad(f"scores must be null or an object with a dtype in {SCORE_DTYPES}")
-    if not isinstance(header["teacher"], dict):
-        bad("teacher must be an object")
-    if not isinstance(header["gt_first"], bool):
-        bad("gt_first must be true or false")
-    for key in ("vocab_sha256", "tokens_sha256"):
-        if not isinstance(header[key], str) or not re.fullmatch("[0-9a-f]{64}", header[key]):
-            bad(f"{key} must be a sha256 digest, 64 hexadecimal digits")
+

@@ -270,7 +270,7 @@ def test_check_matches(tmp_path):
                                           ("vocab_sha256", 5), ("tokens_sha256", None)])
 def test_a_header_field_of_the_wrong_type_is_named(tmp_path, field, value):
     path = write(tmp_path, handmade(header_dict(**{field: value}), hand_arrays()))
-    with pytest.raises(NgteachError, match=rf"^{path}: corrupt ranks file header \({field} must be"):
+    with pytest.raises(NgteachError, match=rf"^{path}: corrupt ranks file header \('{field}' must be"):
         RankFile(path)
 
 
