@@ -18,8 +18,9 @@ def distill(
     ctx: typer.Context,
     student: str = typer.Option("lstm", help="lstm or transformer."),
     size: str = typer.Option("small", help="tiny, small, medium or large."),
-    loss: str = typer.Option("ce", help="ce, ls (label smoothing), rank (Plackett-Luce) or kl."),
-    weight: Optional[float] = typer.Option(None, help="Weight of the teacher term (default per loss)."),
+    loss: str = typer.Option("rank", help="rank (Plackett-Luce), kl, ce or ls (label smoothing)."),
+    weight: Optional[float] = typer.Option(None, help="Weight of the teacher term (default per loss: rank 0.01, "
+                                                      "kl 0.5, ls 0.1)."),
     partition: str = typer.Option("order", help="Rank partitions: order (backoff order), count (order and count; needs rank --scores), strict or none."),
     k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
     min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
@@ -86,7 +87,7 @@ def run_config(*, student, size, loss, weight, partition, k, min_order, smoothin
 
     config = train.RunConfig(
         model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
-        size=size, loss=loss, weight=train.DEFAULT_WEIGHT.get(loss, 0.0) if weight is None else weight,
+        size=size, loss=loss, weight=weight,
         k=k, partition=partition, min_order=min_order, smoothing=smoothing, optimizer=optimizer,
         lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
         batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,

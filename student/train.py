@@ -51,7 +51,9 @@ from .model import (StudentConfig, build_student, carries_state, check_student, 
                     count_parameters, detach_state, perplexity)
 
 LOSSES = ("ce", "ls", "rank", "kl")
-DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.1, "kl": 0.5}
+# The weight of each loss's teacher (or smoothing) term when none is given. Rank: the weight
+# chosen on WT2-mini's validation text; larger ones over-fit the count ranks (README, Results).
+DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.01, "kl": 0.5}
 OPTIMIZERS = ("adamw", "sgd", "asgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "config")
@@ -71,8 +73,8 @@ class RunConfig:
     valid_fraction: float = 0.1
     student: StudentConfig = field(default_factory=StudentConfig)
     size: str = "small"
-    loss: str = "ce"
-    weight: float = 0.0
+    loss: str = "rank"
+    weight: float | None = None  # None: the loss's DEFAULT_WEIGHT
     k: int | None = None  # first k entries of each ranks row (None = all)
     partition: str = "order"
     min_order: int = 1  # leave out teacher entries found below this backoff order
@@ -94,6 +96,10 @@ class RunConfig:
     eval_columns: int = 10
     seed: int = 0
     out: str = ""
+
+    def __post_init__(self):
+        if self.weight is None:
+            self.weight = DEFAULT_WEIGHT.get(self.loss, 0.0)  # an unknown loss is refused by check_config
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -200,6 +206,10 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
     notes = []
     teacher = None
     if config.loss in ("rank", "kl"):
+        if not Path(config.ranks).exists():
+            raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one: make it "
+                               f"with 'ngteach rank --k 20 > {config.ranks}', or train without a teacher with "
+                               "--loss ce)")
         ranks = RankFile(config.ranks)
         ranks.check_matches(model.meta["vocab_sha256"], model.meta["tokens_sha256"],
                             f"the model {config.model_dir} and its corpus")

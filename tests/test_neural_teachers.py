@@ -39,7 +39,7 @@ def born_again(tmp_path_factory):
                                     encoding="utf-8")
     build_model(root / "train.txt", root / "model", order=3)
     config = RunConfig(model_dir=str(root / "model"), student=student_config("lstm", "tiny", window=20),
-                       size="tiny", epochs=1, batch_size=8, out=str(root / "run"))
+                       size="tiny", loss="ce", epochs=1, batch_size=8, out=str(root / "run"))
     run(config, log=lambda line: None)
     return root
 

@@ -45,7 +45,7 @@ def teacher(tmp_path_factory):
 def tiny_config(teacher: Path, out: Path, **changes) -> RunConfig:
     config = RunConfig(model_dir=str(teacher / "ngteach-model"), ranks=str(teacher / "ranks.bin"),
                        test=str(teacher / "test.txt"), student=student_config("lstm", "tiny", window=20),
-                       size="tiny", epochs=2, batch_size=8, out=str(out))
+                       size="tiny", loss="ce", epochs=2, batch_size=8, out=str(out))
     return replace(config, **changes)
 
 
@@ -243,7 +243,7 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
     (["--loss", "rank", "--ranks", "missing.bin"], "missing.bin"),
     (["--valid", "EMPTY"], "empty"),
     (["--loss", "kl"], "log-probabilities"),
-    (["--smoothing", "0.1"], "--smoothing"),
+    (["--loss", "ce", "--smoothing", "0.1"], "--smoothing"),
     (["--loss", "rank", "--smoothing", "1.5"], "--smoothing"),
     (["--min-improvement", "-1"], "--min-improvement"),
     (["--max-tokens", "0"], "--max-tokens"),
