@@ -207,9 +207,8 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
     teacher = None
     if config.loss in ("rank", "kl"):
         if not Path(config.ranks).exists():
-            raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one: make it "
-                               f"with 'ngteach rank --k 20 > {config.ranks}', or train without a teacher with "
-                               "--loss ce)")
+            raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one, made "
+                               "by 'ngteach rank'; --loss ce trains without a teacher)")
         ranks = RankFile(config.ranks)
         ranks.check_matches(model.meta["vocab_sha256"], model.meta["tokens_sha256"],
                             f"the model {config.model_dir} and its corpus")
