@@ -250,4 +250,3 @@ def _validate_header(path: Path, header: object) -> None:
         bad(wrong)
     if header["vocab_size"] > np.iinfo(np.dtype(header["id_dtype"])).max:
         bad("vocab_size does not fit id_dtype")
-

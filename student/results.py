@@ -24,7 +24,7 @@ from ngram_teacher.files import read_json_object, write_atomic
 
 from .experiment import Run
 from .significance import Comparison, default_block, load_run_lines, load_run_logprobs, paired_bootstrap
-from .spec import Spec
+from .spec import Config, Spec
 
 COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
            "train_tokens", "wall_s", "run")
@@ -35,15 +35,17 @@ MARKS = ((0.01, "**"), (0.05, "*"))
 class Line:
     """One configuration of one corpus, over its finished seeds."""
 
-    config: str
-    loss_table: str  # the spec's [losses.NAME] the configuration comes from
-    teacher: str | None
+    config: Config
     runs: dict[int, Run]  # seed -> finished run
     test: list[float]
     valid: list[float]
     p_baseline: float | None = None
     other: str | None = None  # the best other configuration with the same teacher
     p_other: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
 
     @property
     def test_mean(self) -> float:
@@ -106,8 +108,8 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
             finished = {s: done[corpus.name, config.name, s] for s in spec.seeds if (corpus.name, config.name, s) in done}
             if finished:
                 summaries = [read_json_object(r.directory / "summary.json", "") for r in finished.values()]
-                lines.append(Line(config.name, config.table, config.teacher, finished,
-                                  [s["test_ppl"] for s in summaries], [s["valid_ppl"] for s in summaries]))
+                lines.append(Line(config, finished, [s["test_ppl"] for s in summaries],
+                                  [s["valid_ppl"] for s in summaries]))
         # Each run takes part in several comparisons: read its log-probabilities once.
         logprobs = lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0])
         _add_p_values(lines, spec.baseline, logprobs)
@@ -116,14 +118,14 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
 
 
 def _add_p_values(lines: list[Line], baseline: str, logprobs: Callable[[Path], np.ndarray]) -> None:
-    by_name = {line.config: line for line in lines}
+    by_name = {line.name: line for line in lines}
     for line in lines:
-        if baseline in by_name and line.config != baseline:
+        if baseline in by_name and line.name != baseline:
             line.p_baseline = _p_value(seed_pooled_comparison(line, by_name[baseline], logprobs))
-        rivals = [other for other in lines if other.teacher == line.teacher and other is not line]
+        rivals = [other for other in lines if other.config.teacher == line.config.teacher and other is not line]
         if rivals:
             best = min(rivals, key=lambda other: other.test_mean)
-            line.other, line.p_other = best.config, _p_value(seed_pooled_comparison(line, best, logprobs))
+            line.other, line.p_other = best.name, _p_value(seed_pooled_comparison(line, best, logprobs))
 
 
 def _teacher_pairs(lines: list[Line], logprobs: Callable[[Path], np.ndarray]) -> list[TeacherPair]:
@@ -131,7 +133,7 @@ def _teacher_pairs(lines: list[Line], logprobs: Callable[[Path], np.ndarray]) ->
     pairs = []
     for i, a in enumerate(lines):
         for b in lines[i + 1:]:
-            if a.teacher and b.teacher and a.loss_table == b.loss_table:
+            if a.config.teacher and b.config.teacher and a.config.table == b.config.table:
                 comparison = seed_pooled_comparison(a, b, logprobs)
                 if comparison is not None:
                     pairs.append(TeacherPair(a, b, comparison))
@@ -183,11 +185,11 @@ def _lines_table(baseline: str, lines: list[Line]) -> list[str]:
     rows = [f"| configuration | seeds | test ppl | valid ppl | Δ test vs {baseline} | p vs {baseline} "
             "| best other loss, same teacher | p vs it |",
             "|---|---|---|---|---|---|---|---|"]
-    base = next((line for line in lines if line.config == baseline), None)
+    base = next((line for line in lines if line.name == baseline), None)
     for line in lines:
         delta = "" if base is None or line is base or not line.shared_seeds(base) \
             else f"{line.delta(base):+.2f}"
-        rows.append(f"| {line.config} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
+        rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
                     f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
     return rows
 
@@ -198,7 +200,7 @@ def _teacher_pairs_table(pairs: list[TeacherPair]) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     for pair in pairs:
         c = pair.comparison
-        rows.append(f"| {pair.a.loss_table} | {pair.a.teacher} | {pair.b.teacher} | {pair.seeds} "
+        rows.append(f"| {pair.a.config.table} | {pair.a.config.teacher} | {pair.b.config.teacher} | {pair.seeds} "
                     f"| {c.ppl_a:.2f} | {c.ppl_b:.2f} | {c.difference:+.2f} ({c.ci[0]:+.2f} to {c.ci[1]:+.2f}) "
                     f"| {_p(c.p_value)} |")
     return rows
@@ -237,7 +239,7 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
             for n, run in enumerate(line.runs.values()):
                 tokens, valid = _valid_curve(run.directory / "metrics.jsonl")
                 values += valid
-                axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.config if n == 0 else None)
+                axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.name if n == 0 else None)
         axis.set(xlabel="training tokens", ylabel="validation perplexity", title=_title(spec, corpus))
         axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
         axis.legend(fontsize=8)
@@ -263,7 +265,7 @@ def _test_bars(axis, lines: list[Line]) -> None:
         axis.plot([x + 0.2] * len(line.test), line.test, "o", color="black", ms=3)
         axis.annotate(f"{line.test_mean:.1f}\nn={len(line.test)}", (x, top), xytext=(0, 4),
                       textcoords="offset points", ha="center", va="bottom", fontsize=7)
-    axis.set_xticks(range(len(lines)), [line.config for line in lines], rotation=30, ha="right", fontsize=8)
+    axis.set_xticks(range(len(lines)), [line.name for line in lines], rotation=30, ha="right", fontsize=8)
     margin = max(3.0, 0.1 * (max(seeds) - min(seeds)))
     axis.set_ylim(min(seeds) - margin, max(seeds) + 3 * margin)
     axis.grid(axis="y", alpha=0.3)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from corpora import NgteachError
-from ngram_teacher.files import read_json_object
+from ngram_teacher.files import json_count, read_json_object
 
 SUMMARY = "summary.json"
 LOGPROBS = "test_logprobs.npy"
@@ -90,7 +90,7 @@ def _read_summary(run: Path) -> dict:
     if missing:
         raise NgteachError(f"{run}/{SUMMARY}: no test evaluation (no {', '.join(missing)})")
     tokens = summary["test_tokens"]
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+    if not json_count(tokens) or tokens < 1:
         raise NgteachError(f"{run}/{SUMMARY}: test_tokens must be a positive integer, not {tokens!r}")
     return summary
 

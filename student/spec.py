@@ -89,11 +89,15 @@ class TeacherSpec:
 class Config:
     """One column of the grid: a loss (with its distill options) and its teacher, if any."""
 
-    name: str  # the table's name, and "@teacher" after it for a loss with teachers
     table: str  # the spec's [losses.NAME] it comes from
     loss: str
     teacher: str | None
     options: dict
+
+    @property
+    def name(self) -> str:
+        """NAME, or NAME@teacher for a loss with teachers."""
+        return f"{self.table}@{self.teacher}" if self.teacher else self.table
 
 
 @dataclass
@@ -224,7 +228,7 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
     if loss not in LOSSES_WITH_TEACHER:
         if "teachers" in table:
             raise bad(f"[losses.{name}] loss {loss!r} uses no teacher")
-        return [Config(name, name, loss, None, options)]
+        return [Config(name, loss, None, options)]
     usable = [t for t in teachers.values() if loss != "kl" or t.has_logprobs]
     chosen = table.get("teachers", [t.name for t in usable])
     if not (isinstance(chosen, list) and all(isinstance(t, str) for t in chosen) and len(set(chosen)) == len(chosen)):
@@ -244,7 +248,7 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
                       f"{teacher!r}")
     if not chosen:
         raise bad(f"[losses.{name}] has no teacher to learn from")
-    return [Config(f"{name}@{teacher}", name, loss, teacher, options) for teacher in chosen]
+    return [Config(name, loss, teacher, options) for teacher in chosen]
 
 
 def _check_distill_options(options: dict, what: str, bad) -> None:

@@ -19,7 +19,7 @@ from ngram_teacher.model import file_sha256
 from student.experiment import Step, check_made, in_run_order, plan_runs, run_experiment, schedule
 from student.results import Line, _test_bars
 from student.significance import load_run_lines, paired_bootstrap
-from student.spec import load_spec, parse_spec
+from student.spec import Config, load_spec, parse_spec
 
 COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
 
@@ -144,8 +144,8 @@ def test_the_teachers_of_one_loss_are_compared_pair_by_pair(grid):
 
 
 def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
-    base = Line("ce", "ce", None, {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
-    line = Line("rank@count2", "rank", "count2", {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
+    base = Line(Config("ce", "ce", None, {}), {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
+    line = Line(Config("rank", "rank", "count2", {}), {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
     assert line.delta(base) == pytest.approx((10 + 20) / 2 - (5 + 6) / 2)
 
 
@@ -155,8 +155,8 @@ def test_the_test_plot_shows_each_mean_its_seeds_and_their_count():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [Line("ce", "ce", None, {0: None, 1: None}, test=[10.0, 14.0], valid=[0.0] * 2),
-             Line("rank@count2", "rank", "count2", {0: None}, test=[9.0], valid=[0.0])]
+    lines = [Line(Config("ce", "ce", None, {}), {0: None, 1: None}, test=[10.0, 14.0], valid=[0.0] * 2),
+             Line(Config("rank", "rank", "count2", {}), {0: None}, test=[9.0], valid=[0.0])]
     figure, axis = plt.subplots()
     _test_bars(axis, lines)
     assert [bar.get_height() for bar in axis.patches] == [12.0, 9.0]
