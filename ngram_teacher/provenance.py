@@ -13,7 +13,21 @@ LIBRARIES = ("numpy", "torch", "kenlm", "marisa-trie", "sentencepiece", "typer")
 
 def provenance() -> dict:
     return {"ngteach": TOOL_VERSION, "git_commit": git_commit(), "python": platform.python_version(),
-            "platform": platform.platform(), "libraries": {name: _version(name) for name in LIBRARIES}}
+            "platform": platform.platform(), "cpu": cpu_model(),
+            "libraries": {name: _version(name) for name in LIBRARIES}}
+
+
+def cpu_model() -> str:
+    """The processor's name: floating-point sums may differ between processors (BLAS picks
+    its kernels by CPU), so a result records the CPU it was made on."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str | None:

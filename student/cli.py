@@ -144,7 +144,8 @@ def compare(run_a: Path = typer.Argument(..., help="First run directory."),
 def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML; see experiments/)."),
                out: Optional[Path] = typer.Option(None, help="Output folder (default runs/NAME)."),
                jobs: int = typer.Option(1, min=1, help="Runs at a time."),
-               threads: Optional[int] = typer.Option(None, min=1, help="Torch threads per run (default cores / jobs)."),
+               threads: int = typer.Option(1, min=1, help="Torch threads per run; a run's numbers are the same "
+                                                          "for the same threads, whatever --jobs is."),
                data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
                results_only: bool = typer.Option(False, help="Only write the results of the runs done so far.")
                ) -> None:
@@ -161,11 +162,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
     (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table."""
     from .spec import demo_spec
 
-    _run_grid(demo_spec(), out, jobs, None, None, False)
+    _run_grid(demo_spec(), out, jobs, 1, None, False)
     print((out / "results.md").read_text(encoding="utf-8"))
 
 
-def _run_grid(spec, out: Optional[Path], jobs: int, threads: Optional[int], data_dir: Optional[Path],
+def _run_grid(spec, out: Optional[Path], jobs: int, threads: int, data_dir: Optional[Path],
               results_only: bool) -> None:
     from ngram_teacher.progress import progress_bars
 

@@ -388,14 +388,19 @@ def _ngteach(args: list[str], log: Path, threads: int) -> int:
 
 # ---- the whole experiment ---------------------------------------------------------------------
 
-def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int | None = None, data_dir: Path | None = None,
+def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int = 1, data_dir: Path | None = None,
                    log: Callable[[str], None] = print, progress=None) -> dict:
-    """Prepare, run what is left, and write the results; returns {"failed": [...], "files": [...]}."""
+    """Prepare, run what is left, and write the results; returns {"failed": [...], "files": [...]}.
+
+    ``threads`` is fixed per run rather than derived from ``jobs``: torch's kernels (MKL's
+    on some CPUs) may sum in another order with another thread count, so a run redone with
+    another ``--jobs`` would not give the same numbers."""
     from ngram_teacher.provenance import provenance
 
     if jobs < 1:
         raise NgteachError(f"--jobs must be at least 1, not {jobs}")
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    if threads < 1:
+        raise NgteachError(f"--threads must be at least 1, not {threads}")
     runs = plan_runs(spec, out)
     # Every corpus still to split is read first, so that bad text is refused before anything is written.
     splits = {corpus.name: corpus_splits(spec, corpus, data_dir) for corpus in spec.corpora

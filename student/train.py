@@ -4,7 +4,8 @@ Every setting lives in :class:`RunConfig` and is saved as ``config.json`` in the
 directory, which then holds:
 
     config.json       the full configuration (enough for --resume)
-    environment.json  what ran it: ngteach version and git commit, library versions, device
+    environment.json  what ran it: ngteach version and git commit, library versions, CPU,
+                      device, torch threads
     metrics.jsonl     one JSON line per epoch: losses, validation perplexity, lr, speed
     checkpoints/      last.pt (every epoch) and best.pt (best validation perplexity)
     summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end
@@ -556,7 +557,7 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
         write_json(out / "environment.json", {**provenance(), "device": str(distributed.device),
-                                              "processes": distributed.world})
+                                              "processes": distributed.world, "threads": torch.get_num_threads()})
         (out / "metrics.jsonl").write_text("")
     return make_optimizer(config, model), _fresh_state()
 

@@ -104,7 +104,9 @@ def test_every_configuration_ran_with_its_teacher(grid):
     assert kn["teacher"]["kind"] == "arpa" and kn["scores"]["kind"] == "logprob"
     config = json.loads((runs / "kl@kn2-s0/config.json").read_text())
     assert config["loss"] == "kl" and config["ranks"].endswith("teachers/kn2/ranks.bin")
-    assert json.loads((runs / "ce-s0/environment.json").read_text())["libraries"]["torch"]
+    environment = json.loads((runs / "ce-s0/environment.json").read_text())
+    # one torch thread per run by default, whatever --jobs is, so that a run redone alone gives the same numbers
+    assert environment["libraries"]["torch"] and environment["cpu"] and environment["threads"] == 1
 
 
 def test_results_table_csv_and_plots(grid):
