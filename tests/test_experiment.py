@@ -287,6 +287,15 @@ def test_bad_corpus_text_is_refused_before_anything_is_written(docs, change, men
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("jobs, threads, refused", [(0, 1, "--jobs must be at least 1, not 0"),
+                                                    (1, 0, "--threads must be at least 1, not 0")])
+def test_jobs_and_threads_below_one_are_refused_before_anything_is_written(jobs, threads, refused, tmp_path):
+    spec_folder(tmp_path, SPEC, "small.toml", 100)
+    with pytest.raises(NgteachError, match=refused + "$"):
+        run_experiment(load_spec(tmp_path / "small.toml"), tmp_path / "out", jobs, threads, log=lambda line: None)
+    assert not (tmp_path / "out").exists()
+
+
 def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     from student.cli import _run_grid, demo
 
@@ -297,12 +306,12 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     for out, refused in ((tmp_path / "none", "none: no such experiment folder"),
                          (run, "run: not an experiment folder \\(no experiment.json\\)")):
         with pytest.raises(NgteachError, match=refused + "$"):
-            _run_grid(spec, out, 1, None, None, True)
+            _run_grid(spec, out, 1, 1, None, True)
     assert not (tmp_path / "none").exists() and [p.name for p in run.iterdir()] == ["config.json"]
     (tmp_path / "file").write_text("", encoding="utf-8")
     for results_only in (False, True):
         with pytest.raises(NgteachError, match="file: the output folder is a file$"):
-            _run_grid(spec, tmp_path / "file", 1, None, None, results_only)
+            _run_grid(spec, tmp_path / "file", 1, 1, None, results_only)
     with pytest.raises(NgteachError, match="file: the output folder is a file$"):
         demo(out=tmp_path / "file", jobs=1)
 
