@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -37,6 +38,17 @@ def temp_dir(directory: str | os.PathLike, prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=directory))
     path.chmod(0o777 & ~_umask())
     return path
+
+
+def replace_dir(new: Path, out: Path) -> None:
+    """Put the finished directory ``new`` in place of ``out`` (which may not exist yet)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

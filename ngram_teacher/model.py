@@ -27,7 +27,7 @@ from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
 from .kernels import MAX_ORDER, NONE
-from .files import json_count, read_json_object, temp_dir, wrong_field
+from .files import json_count, read_json_object, replace_dir, temp_dir, wrong_field
 
 MODEL_FORMAT = "ngteach-model"
 MODEL_FORMAT_VERSION = 1
@@ -232,7 +232,7 @@ def build_model(
             "corpus": {"path": str(corpus.resolve()), "sha256": file_sha256(corpus), "bytes": corpus.stat().st_size},
         }
         (work / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(work, out)
+        replace_dir(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -249,12 +249,3 @@ def _check_replaceable(out: Path) -> None:
     if not os.access(parent, os.W_OK):
         raise NgteachError(f"{parent}: not writable")
 
-
-def _replace_dir(new: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(new, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, out)

@@ -147,13 +147,16 @@ def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML;
                threads: int = typer.Option(1, min=1, help="Torch threads per run; a run's numbers are the same "
                                                           "for the same threads, whatever --jobs is."),
                data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
-               results_only: bool = typer.Option(False, help="Only write the results of the runs done so far.")
+               results_only: bool = typer.Option(False, help="Only write the results of the runs done so far."),
+               archive: Optional[Path] = typer.Option(
+                   None, help="Then copy the results and every finished run's record (all but checkpoints) "
+                              "into this folder, from which --results-only writes the same results.")
                ) -> None:
     """Run a grid of corpus x teacher x loss x seed (resumable) and write results.csv,
     results.md and plots."""
     from .spec import load_spec
 
-    _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only)
+    _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only, archive)
 
 
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
@@ -167,26 +170,29 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
 
 
 def _run_grid(spec, out: Optional[Path], jobs: int, threads: int, data_dir: Optional[Path],
-              results_only: bool) -> None:
+              results_only: bool, archive: Optional[Path] = None) -> None:
     from ngram_teacher.progress import progress_bars
 
-    from .experiment import plan_runs, run_experiment, write_results
+    from .experiment import archive_experiment, check_archive, plan_runs, run_experiment, write_results
 
     out = out or Path("runs") / spec.name
     if out.exists() and not out.is_dir():
         raise NgteachError(f"{out}: the output folder is a file")
+    if archive is not None:
+        check_archive(out, archive)
     if results_only:
         if not out.exists():
             raise NgteachError(f"{out}: no such experiment folder")
         if not (out / "experiment.json").is_file():
             raise NgteachError(f"{out}: not an experiment folder (no experiment.json)")
-        files = write_results(spec, plan_runs(spec, out), out)
-        say(f"wrote {', '.join(str(f) for f in files)}")
-        return
-    with progress_bars() as bars:
-        outcome = run_experiment(spec, out, jobs, threads, data_dir, log=say,
-                                 progress=lambda name, total: bars.add(name, total, "runs"))
+        outcome = {"files": write_results(spec, plan_runs(spec, out), out), "failed": []}
+    else:
+        with progress_bars() as bars:
+            outcome = run_experiment(spec, out, jobs, threads, data_dir, log=say,
+                                     progress=lambda name, total: bars.add(name, total, "runs"))
     say(f"wrote {', '.join(str(f) for f in outcome['files'])}")
+    if archive is not None:
+        say(f"archived {archive_experiment(spec, out, archive)} finished run(s) and the results in {archive}")
     if outcome["failed"]:
         first = outcome["failed"][0]
         raise NgteachError(f"{len(outcome['failed'])} run(s) failed or could not run, the first {first.name} "

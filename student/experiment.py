@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from corpora import NgteachError, check_corpus, read_blocks
-from ngram_teacher.files import read_json_object, write_atomic, write_json
+from ngram_teacher.files import read_json_object, replace_dir, temp_dir, write_atomic, write_json
 
 from .spec import TEACHER_KEYS, Config, CorpusSpec, Spec, TeacherSpec, distill_args
 
@@ -435,3 +435,53 @@ def write_results(spec: Spec, runs: list[Run], out: Path) -> list[Path]:
     results.write_csv(results.finished_rows(runs, out), out / "results.csv")
     write_atomic(out / "results.md", results.markdown(spec, tables).encode("utf-8"))
     return [out / "results.csv", out / "results.md", *results.plot(spec, tables, out / "plots")]
+
+
+# What a finished run keeps in an archive: enough for the results, `ngteach compare` and a
+# reader, without checkpoints (a born-again teacher needs its run's checkpoint: rerun that run).
+RUN_RECORD = ("config.json", "environment.json", "metrics.jsonl", "summary.json", "test_logprobs.npy",
+              "test_lines.npy")
+
+
+def archive_experiment(spec: Spec, out: Path, archive: Path) -> int:
+    """Copy the results of ``out`` and the record of every finished run into ``archive``
+    (an experiment folder ``--results-only`` rewrites the same results from); returns the
+    number of runs archived. A previous archive there is replaced whole."""
+    check_archive(out, archive)
+    done = [run for run in plan_runs(spec, out) if run_state(run) == "done"]
+    work = temp_dir(archive.parent, f".{archive.name}.")
+    try:
+        for name in ("experiment.json", PLAN, "results.csv", "results.md", "plots"):
+            _copy(out / name, work / name)
+        for corpus in spec.corpora:  # what the splits and teachers were made from
+            for record in [Path("data", SOURCE), *(Path("teachers", name, TEACHER) for name in spec.teachers)]:
+                _copy(out / corpus.name / record, work / corpus.name / record)
+        for run in done:
+            target = work / run.directory.relative_to(out)
+            for name in RUN_RECORD:
+                _copy(run.directory / name, target / name)
+            _copy(run.log, target.with_name(run.log.name))
+        replace_dir(work, archive)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return len(done)
+
+
+def check_archive(out: Path, archive: Path) -> None:
+    """Refuse an archive folder that cannot be (re)written, before any run starts."""
+    if archive.resolve() == out.resolve() or out.resolve() in archive.resolve().parents:
+        raise NgteachError(f"{archive}: the archive must be outside the experiment folder {out}")
+    if archive.exists() and not (archive / "experiment.json").is_file():
+        raise NgteachError(f"{archive}: exists and is not an experiment folder; remove it or choose another")
+    if not archive.parent.is_dir():
+        raise NgteachError(f"{archive.parent}: no such directory for the archive")
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A file or folder copied to ``target`` (its folder made); nothing if there is none."""
+    if source.is_dir():
+        shutil.copytree(source, target)
+    elif source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)

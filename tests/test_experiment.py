@@ -184,6 +184,34 @@ def test_rerun_changes_nothing_and_a_lost_run_comes_back_the_same(grid):
     assert measured((out / "results.csv").read_bytes()) == measured(before[out / "results.csv"])
 
 
+def test_an_archive_holds_results_and_run_records_that_give_the_same_results(grid):
+    root, _ = grid
+    out, archive = root / "out", root / "archive"
+    result = run_cli("experiment", "small.toml", "--out", "out", "--results-only", "--archive", "archive", cwd=root)
+    assert result.returncode == 0 and "archived 4 finished run(s)" in result.stderr, result.stderr
+    assert not list(archive.rglob("*.pt")) and not (archive / "docs/teachers/count2/ranks.bin").exists()
+    for run in ("ce-s0", "rank@count2-s0", "rank@kn2-s0", "kl@kn2-s0"):
+        for name in ("config.json", "summary.json", "metrics.jsonl", "test_logprobs.npy", "test_lines.npy"):
+            assert (archive / "docs/runs" / run / name).read_bytes() == (out / "docs/runs" / run / name).read_bytes()
+    again = run_cli("experiment", "small.toml", "--out", "archive", "--results-only", cwd=root)
+    assert again.returncode == 0, again.stderr
+    for name in ("results.csv", "results.md", "plots/docs-test.png", "plots/docs-valid.png"):
+        assert (archive / name).read_bytes() == (out / name).read_bytes(), name
+    compared = [run_cli("compare", f"{folder}/docs/runs/rank@kn2-s0", f"{folder}/docs/runs/ce-s0", cwd=root)
+                for folder in ("out", "archive")]
+    assert compared[0].returncode == 0 and compared[0].stdout.replace("out/", "archive/") == compared[1].stdout
+
+
+@pytest.mark.parametrize("archive, refused", [("docs.txt", "docs.txt: exists and is not an experiment folder"),
+                                              ("new/archive", "new/archive: the archive must be outside"),
+                                              ("none/archive", "none: no such directory for the archive")])
+def test_an_archive_folder_that_cannot_be_written_is_refused_before_any_run(grid, archive, refused):
+    root, _ = grid
+    result = run_cli("experiment", "small.toml", "--out", "new", "--archive", archive, cwd=root)
+    assert result.returncode == 1 and result.stderr.startswith("ngteach: error: " + refused), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (root / "new").exists()
+
+
 def test_a_changed_spec_is_refused_for_runs_already_done(grid):
     root, _ = grid
     (root / "changed.toml").write_text(SPEC.replace("weight = 0.1", "weight = 0.2"), encoding="utf-8")
