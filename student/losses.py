@@ -54,17 +54,20 @@ class _RankedAndOutside(torch.autograd.Function):
     ranking does not name.
 
     One pass over the vocabulary forward and one backward, like cross-entropy: exp(logits
-    - max) with the ranked words zeroed is both the sum's terms and, normalised, its
-    gradient; the ranked logits' gradients are then added in place at their k words."""
+    - max) over the words outside the ranking (the ranked ones zeroed) is both the sum's
+    terms and, normalised, its gradient; the ranked logits' gradients are then added in
+    place at their k words. The max is the outside words' own: a ranked word far above
+    them (by more than float32's ~87 nats) would otherwise underflow the whole sum to 0."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, ranks: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        top = logits.amax(-1, keepdim=True)
-        terms = (logits - top).exp_()
-        # amin with +inf leaves padding's target alone even when a real entry names the
-        # same word (scatter order among duplicates is unspecified).
-        zeros = torch.where(mask, 0.0, float("inf")).to(terms.dtype)
-        terms.scatter_reduce_(-1, ranks, zeros, reduce="amin")
+        # The ranked words set to -inf; amin with +inf leaves padding's target alone even
+        # when a real entry names the same word (scatter order among duplicates is unspecified).
+        fill = torch.where(mask, float("-inf"), float("inf")).to(logits.dtype)
+        outside = logits.scatter_reduce(-1, ranks, fill, reduce="amin")
+        top = outside.amax(-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, 0.0)  # every word ranked: an empty sum
+        terms = outside.sub_(top).exp_()
         total = terms.sum(-1, keepdim=True)
         ctx.save_for_backward(terms, total, ranks)
         return logits.gather(-1, ranks), total.log() + top

@@ -1,12 +1,14 @@
 """plackett_luce against a plain loop over partitions, in float64."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from student.losses import kl_topk, plackett_luce
+from student.losses import kl_topk, plackett_luce, plackett_luce_terms
 
 
 def loop_plackett_luce(logits: torch.Tensor, ranks: list[int], partitions: list[int] | None,
@@ -89,6 +91,20 @@ def test_confident_model_does_not_cancel():
     before = torch.cat([torch.zeros(1), torch.exp(ranked).cumsum(0)[:-1]])
     naive = (torch.log(torch.exp(logits[0]).sum() - before) - ranked).sum()
     assert not torch.isfinite(naive) or abs(naive.item() - expected.item()) > 1
+
+
+def test_a_ranked_word_far_above_the_rest_does_not_empty_the_outside_sum():
+    """Hand-worked: word 0 is 200 nats above every other word and ranked first; entry 2
+    (word 1, logit 0) then costs log(e^0 + 3 e^5) - 0 over the words {1, 2, 3, 4} left,
+    which holds no exp(logit - 200) that float32 could keep."""
+    logits = torch.tensor([[200.0, 0.0, 5.0, 5.0, 5.0]], requires_grad=True)
+    terms = plackett_luce_terms(logits, torch.tensor([[0, 1]]))
+    expected = torch.tensor([[math.log1p(3 * math.exp(-195.0) + math.exp(-200.0)), math.log(1 + 3 * math.exp(5.0))]])
+    torch.testing.assert_close(terms.double(), expected.double())
+    grad, = torch.autograd.grad(terms.sum(), logits)
+    # d/dl of entry 2's log-sum over {1..4}: softmax there, minus 1 at word 1; entry 1 adds ~0
+    softmax = torch.tensor([1.0, math.exp(5.0), math.exp(5.0), math.exp(5.0)]) / (1 + 3 * math.exp(5.0))
+    torch.testing.assert_close(grad[0, 1:], softmax - torch.tensor([1.0, 0, 0, 0]))
 
 
 def test_k1_with_truth_first_is_cross_entropy():
