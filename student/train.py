@@ -5,7 +5,7 @@ directory, which then holds:
 
     config.json       the full configuration (enough for --resume)
     environment.json  what ran it: ngteach version and git commit, library versions, CPU,
-                      device, torch threads
+                      device, torch threads (and under "resumes", what ran each resume)
     metrics.jsonl     one JSON line per epoch: losses, validation perplexity, lr, speed
     checkpoints/      last.pt (every epoch) and best.pt (best validation perplexity)
     summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end
@@ -552,14 +552,23 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         _restore_rng(checkpoint["rng"], distributed)
         within = f", batch {state['partial']['batch']}" if state["partial"]["batch"] else ""
         log(f"resuming {out} after epoch {state['epoch']}{within}")
+        if distributed.is_main:  # the code and machine of each part of the run
+            path = out / "environment.json"  # absent in runs made before it was recorded
+            environment = read_json_object(path, "") if path.exists() else {}
+            resumed = {**_environment(distributed), "epoch": state["epoch"], "batch": state["partial"]["batch"]}
+            write_json(out / "environment.json", {**environment, "resumes": [*environment.get("resumes", []), resumed]})
         return optimizer, state
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
-        write_json(out / "environment.json", {**provenance(), "device": str(distributed.device),
-                                              "processes": distributed.world, "threads": torch.get_num_threads()})
+        write_json(out / "environment.json", _environment(distributed))
         (out / "metrics.jsonl").write_text("")
     return make_optimizer(config, model), _fresh_state()
+
+
+def _environment(distributed: "_Distributed") -> dict:
+    return {**provenance(), "device": str(distributed.device), "processes": distributed.world,
+            "threads": torch.get_num_threads()}
 
 
 def _fresh_state() -> dict:

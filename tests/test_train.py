@@ -215,6 +215,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, e
     whole = json.loads((tmp_path / "whole/summary.json").read_text())
     cut = json.loads((tmp_path / "cut/summary.json").read_text())
     assert cut["test_ppl"] == whole["test_ppl"] and cut["valid_ppl"] == whole["valid_ppl"]
+    # the environment of the start is kept; the resume adds its own, with where it picked up
+    environment = json.loads((tmp_path / "cut/environment.json").read_text())
+    started = json.loads((tmp_path / "whole/environment.json").read_text())
+    assert {key: environment[key] for key in started} == started
+    (picked_up,) = environment["resumes"]
+    assert {key: picked_up[key] for key in started} == started
+    assert f"after epoch {picked_up['epoch']}" in resuming and (picked_up["batch"] > 0) == (every != "0")
 
 
 def test_resume_refuses_other_options(teacher, tmp_path):
