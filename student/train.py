@@ -552,11 +552,8 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         _restore_rng(checkpoint["rng"], distributed)
         within = f", batch {state['partial']['batch']}" if state["partial"]["batch"] else ""
         log(f"resuming {out} after epoch {state['epoch']}{within}")
-        if distributed.is_main:  # the code and machine of each part of the run
-            path = out / "environment.json"  # absent in runs made before it was recorded
-            environment = read_json_object(path, "") if path.exists() else {}
-            resumed = {**_environment(distributed), "epoch": state["epoch"], "batch": state["partial"]["batch"]}
-            write_json(out / "environment.json", {**environment, "resumes": [*environment.get("resumes", []), resumed]})
+        if distributed.is_main:
+            _record_resume(out / "environment.json", state, distributed)
         return optimizer, state
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -569,6 +566,14 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
 def _environment(distributed: "_Distributed") -> dict:
     return {**provenance(), "device": str(distributed.device), "processes": distributed.world,
             "threads": torch.get_num_threads()}
+
+
+def _record_resume(path: Path, state: dict, distributed: "_Distributed") -> None:
+    """Append what runs this resume, and where it picks up, to environment.json's resumes:
+    a run resumed under other code or on another machine says so."""
+    environment = read_json_object(path, "") if path.exists() else {}  # absent in runs older than it
+    resumed = {**_environment(distributed), "epoch": state["epoch"], "batch": state["partial"]["batch"]}
+    write_json(path, {**environment, "resumes": [*environment.get("resumes", []), resumed]})
 
 
 def _fresh_state() -> dict:
