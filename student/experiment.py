@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from corpora import NgteachError, check_corpus, read_blocks
+from corpora import NgteachError, WordTokenizer, check_corpus, read_blocks
 from ngram_teacher.files import read_json_object, replace_dir, temp_dir, write_atomic, write_json
 
 from .spec import TEACHER_KEYS, Config, CorpusSpec, Spec, TeacherSpec, distill_args
@@ -217,8 +217,10 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
     corpus_dir = out / corpus.name
     train = corpus_dir / "data" / "train.txt"
     base, _ = teacher_files(corpus_dir, None)
+    # Every model of a corpus shares one vocabulary, so every run is tested on the same tokens.
+    tokenize = partial(WordTokenizer.train, min_count=corpus.min_count or 1)
     if not base.exists():
-        build_model(train, base, order=1)
+        build_model(train, base, order=1, tokenize=tokenize)
     for teacher in spec.teachers.values():
         model, ranks = teacher_files(corpus_dir, teacher)
         if ranks.exists() or teacher.kind == "born-again":
@@ -228,7 +230,7 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
         write_json(ranks.parent / TEACHER, teacher_record(teacher))
         if teacher.kind == "count":
             if not model.exists():
-                build_model(train, model, order=teacher.order)
+                build_model(train, model, order=teacher.order, tokenize=tokenize)
             _count_ranks(NgramModel(model), teacher, ranks, str(train))
         else:
             _kneser_ney_ranks(NgramModel(model), teacher, ranks, str(train))
@@ -440,7 +442,7 @@ def write_results(spec: Spec, runs: list[Run], out: Path) -> list[Path]:
 # What a finished run keeps in an archive: enough for the results, `ngteach compare` and a
 # reader, without checkpoints (a born-again teacher needs its run's checkpoint: rerun that run).
 RUN_RECORD = ("config.json", "environment.json", "metrics.jsonl", "summary.json", "test_logprobs.npy",
-              "test_lines.npy")
+              "test_lines.npy", "test_oov.npy")
 
 
 def archive_experiment(spec: Spec, out: Path, archive: Path) -> int:

@@ -10,6 +10,7 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     train = "../../shared/corpora/wikitext-2/valid.txt"
     valid_fraction = 0.1            # the last lines of train become the validation text
     test = "../../shared/corpora/wikitext-2/test.txt"   # or test_fraction (taken before valid)
+    # min_count = 2                 # rarer training words become <unk>, so <unk> is a trained word
 
     [teachers.count4]               # kind: count or kneser-ney (order, k) ...
     kind = "count"
@@ -68,6 +69,7 @@ class CorpusSpec:
     test: str | None = None
     valid_fraction: float | None = None
     test_fraction: float | None = None
+    min_count: int | None = None  # words seen fewer times in train become <unk> (None: 1)
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def _only(table: dict, allowed: set[str], what: str, bad) -> None:
 
 
 def _corpus(name: str, table: dict, bad) -> CorpusSpec:
-    _only(table, {"train", "valid", "test", "valid_fraction", "test_fraction"}, f"[corpora.{name}]", bad)
+    _only(table, {"train", "valid", "test", "valid_fraction", "test_fraction", "min_count"}, f"[corpora.{name}]", bad)
     if "train" not in table:
         raise bad(f"[corpora.{name}] needs train")
     for split in ("train", "valid", "test"):
@@ -188,6 +190,8 @@ def _corpus(name: str, table: dict, bad) -> CorpusSpec:
             raise bad(f"[corpora.{name}] needs exactly one of {split} and {split}_fraction")
         if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction < 0.5):
             raise bad(f"[corpora.{name}] {split}_fraction must be between 0 and 0.5, not {fraction!r}")
+    if "min_count" in table and not (type(table["min_count"]) is int and table["min_count"] >= 1):
+        raise bad(f"[corpora.{name}] min_count must be an integer of at least 1, not {table['min_count']!r}")
     return CorpusSpec(name, **table)
 
 

@@ -8,9 +8,12 @@ directory, which then holds:
                       device, torch threads (and under "resumes", what ran each resume)
     metrics.jsonl     one JSON line per epoch: losses, validation perplexity, lr, speed
     checkpoints/      last.pt (every epoch) and best.pt (best validation perplexity)
-    summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end
+    summary.json      valid_ppl, test_ppl, tokens_per_s, wall_s, ... at the end, with the
+                      out-of-vocabulary count and share and the perplexity without them,
+                      and why training stopped
     test_logprobs.npy the natural-log probability of every test token (for compare)
     test_lines.npy    where each test line starts in test_logprobs
+    test_oov.npy      the positions of the out-of-vocabulary (<unk>) test tokens
 
 The objective is cross-entropy plus ``weight`` times the teacher's term:
 ``ce`` nothing; ``ls`` label smoothing of ``weight``; ``rank`` the Plackett-Luce terms of
@@ -196,6 +199,7 @@ class RunData:
     vocab_size: int
     vocab_sha256: str
     eos: int
+    unk: int  # out-of-vocabulary words are this id
     notes: list[str]
 
 
@@ -229,7 +233,7 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
     if len(valid) == 0:
         raise NgteachError("the validation text is empty")
     return RunData(train, valid, before, test, teacher, len(model.vocab), model.meta["vocab_sha256"],
-                   model.vocab.eos_id, notes)
+                   model.vocab.eos_id, model.vocab.unk_id, notes)
 
 
 def run_model(config: RunConfig, run_dir: str | os.PathLike) -> NgramModel:
@@ -330,6 +334,33 @@ def load_student(run_dir: Path, config: RunConfig, vocab_size: int) -> nn.Module
 
 def mean_nll(logprobs: np.ndarray) -> float:
     return float(-logprobs.astype(np.float64).mean())
+
+
+# A test text with more out-of-vocabulary tokens than this share gets a warning: whatever
+# probability a model keeps for <unk> then weighs heavily on its perplexity.
+OOV_WARNING_SHARE = 0.05
+
+
+def oov_figures(split: str, logprobs: np.ndarray, tokens: np.ndarray, unk: int) -> dict:
+    """``{split}_oov`` (how many tokens are out of the vocabulary, i.e. are ``<unk>``, as
+    KenLM counts them), ``{split}_oov_share`` and ``{split}_ppl_no_oov`` (the perplexity
+    of the other tokens; None if there are none)."""
+    oov = np.asarray(tokens) == unk
+    kept = logprobs[~oov]
+    return {f"{split}_oov": int(oov.sum()), f"{split}_oov_share": float(oov.mean()),
+            f"{split}_ppl_no_oov": perplexity(mean_nll(kept)) if len(kept) else None}
+
+
+def describe_oov(figures: dict, split: str) -> list[str]:
+    """A line on the out-of-vocabulary tokens of ``figures`` (:func:`oov_figures`), and a
+    warning when they are many."""
+    n, share, ppl = figures[f"{split}_oov"], figures[f"{split}_oov_share"], figures[f"{split}_ppl_no_oov"]
+    excluding = "" if ppl is None else f"; perplexity without them {ppl:.2f}"
+    lines = [f"{split}: {n:,} out-of-vocabulary tokens (<unk>), {share:.1%}{excluding}"]
+    if share > OOV_WARNING_SHARE:
+        lines.append(f"warning: {share:.1%} of the {split} tokens are out-of-vocabulary; how much probability a "
+                     "model leaves to <unk> weighs heavily on its perplexity (compare with --exclude-oov)")
+    return lines
 
 
 # ---- checkpoints ------------------------------------------------------------------------
@@ -503,8 +534,9 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
         tokens, train_seconds = partial["tokens"], partial["seconds"]
         train_loss, train_ce = partial["loss_sum"] / partial["tokens"], partial["ce_sum"] / partial["tokens"]
         with averaged_weights(model, optimizer):
-            valid_nll = mean_nll(token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
-                                                config.student.window, device))
+            valid_logprobs = token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
+                                            config.student.window, device)
+            valid_nll = mean_nll(valid_logprobs)
             weights = {k: v.clone() for k, v in model.state_dict().items()}
         improved = valid_nll < state["best_valid"]
         # Perplexity ratio as a difference of log-perplexities: exp(best - new) - 1 is the relative drop.
@@ -517,6 +549,8 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
             state.update(best_valid=valid_nll, best_epoch=epoch)
         metrics = {"epoch": epoch, "tokens": state["tokens"], "train_loss": train_loss,
                    "train_ppl": perplexity(train_ce), "valid_ppl": perplexity(valid_nll),
+                   "valid_ppl_no_oov": oov_figures("valid", valid_logprobs, data.valid.numpy(), data.unk)[
+                       "valid_ppl_no_oov"],
                    "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / train_seconds,
                    "wall_s": state["wall_s"]}
         schedule_lr(config, optimizer, epoch, progressed)
@@ -532,9 +566,32 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
         if state["bad_epochs"] >= config.patience:
             log(f"stopping: validation perplexity {config.min_improvement:.1%} better or more not seen "
                 f"for {config.patience} epochs")
-    summary = _finish(config, data, model, state, device, distributed)
+    stopped = _why_stopped(config, state)
+    if stopped != "early stopping":  # early stopping said why above
+        log(f"stopping: {_STOP_REASONS[stopped].format(config=config)}")
+    summary = {**_finish(config, data, model, state, device, distributed), "stopped": stopped}
+    if distributed.is_main:
+        write_json(Path(config.out) / "summary.json", summary)
+        if summary["test_ppl"] is not None:
+            for line in describe_oov(summary, "test"):
+                log(line)
     distributed.close()
     return summary
+
+
+_STOP_REASONS = {"epochs": "all {config.epochs} epochs done", "max-tokens": "--max-tokens {config.max_tokens} reached",
+                 "max-time": "--max-time {config.max_time} s reached"}
+
+
+def _why_stopped(config: RunConfig, state: dict) -> str:
+    """``early stopping``, ``max-tokens``, ``max-time`` or ``epochs``: what ended training."""
+    if state["bad_epochs"] >= config.patience:
+        return "early stopping"
+    if config.max_tokens is not None and state["tokens"] >= config.max_tokens:
+        return "max-tokens"
+    if config.max_time is not None and state["wall_s"] >= config.max_time:
+        return "max-time"
+    return "epochs"
 
 
 def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_Distributed", log) -> tuple:
@@ -661,17 +718,20 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
                "epochs": state["epoch"], "train_tokens": state["tokens"],
                "tokens_per_s": state["tokens"] / max(state["train_s"], 1e-9), "wall_s": state["wall_s"],
                "parameters": count_parameters(model), "test_ppl": None}
+    valid_logprobs = token_logprobs(model, data.valid, data.valid_before, config.eval_columns, config.student.window,
+                                    device)
+    summary.update(oov_figures("valid", valid_logprobs, data.valid.numpy(), data.unk))
     if data.test is not None:
         logprobs = token_logprobs(model, data.test, data.eos, config.eval_columns, config.student.window, device)
         summary.update(test_ppl=perplexity(mean_nll(logprobs)), test_tokens=len(logprobs), test_text=config.test,
-                       test_tokens_sha256=tokens_sha256(data.test.numpy()))
+                       test_tokens_sha256=tokens_sha256(data.test.numpy()),
+                       **oov_figures("test", logprobs, data.test.numpy(), data.unk))
         if distributed.is_main:
             write_npy(out / "test_logprobs.npy", logprobs)
+            write_npy(out / "test_oov.npy", np.flatnonzero(data.test.numpy() == data.unk).astype(np.int64))
             line_starts = np.flatnonzero(data.test.numpy() == data.eos) + 1
             write_npy(out / "test_lines.npy", np.concatenate([[0], line_starts[line_starts < len(logprobs)],
                                                              [len(logprobs)]]).astype(np.int64))
-    if distributed.is_main:
-        write_json(out / "summary.json", summary)
     return summary
 
 
