@@ -112,12 +112,17 @@ def evaluate(run: Path = typer.Argument(..., help="A run directory."),
              text: str = typer.Argument(..., help="Text to evaluate on: a file or a named split."),
              data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt).")
              ) -> None:
-    """Print the perplexity of RUN's best checkpoint on TEXT."""
+    """Print the perplexity of RUN's best checkpoint on TEXT, with and without its
+    out-of-vocabulary tokens."""
     from . import train
     from .model import perplexity
 
-    logprobs = train.evaluate_run(run, _text(text, data_dir))
+    logprobs, tokens, unk = train.evaluate_text(run, _text(text, data_dir))
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
+    report, *warning = train.describe_oov(train.oov_figures("text", logprobs, tokens, unk), "text")
+    print(report)
+    for line in warning:
+        say(line)
 
 
 def _text(spec: Optional[str], data_dir: Optional[Path]) -> Optional[str]:
@@ -133,11 +138,15 @@ def compare(run_a: Path = typer.Argument(..., help="First run directory."),
             block: Optional[int] = typer.Option(None, min=1, help="Least tokens per resampled block of whole "
                                                 "lines (default 1000, or 1/50 of a shorter test text)."),
             resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples or permutations."),
-            seed: int = typer.Option(0)) -> None:
+            seed: int = typer.Option(0),
+            exclude_oov: bool = typer.Option(False, "--exclude-oov",
+                                             help="Leave the out-of-vocabulary (<unk>) test tokens out, as "
+                                                  "KenLM's perplexity without OOVs does.")) -> None:
     """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value."""
     from .significance import compare_runs, format_comparison
 
-    comparison = compare_runs(run_a, run_b, method=method, block=block, resamples=resamples, seed=seed)
+    comparison = compare_runs(run_a, run_b, method=method, block=block, resamples=resamples, seed=seed,
+                              exclude_oov=exclude_oov)
     print(format_comparison(comparison, str(run_a), str(run_b)))
 
 

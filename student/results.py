@@ -3,7 +3,8 @@
 Configurations are compared on the same test tokens with the paired block bootstrap of
 :mod:`student.significance`, applied to each configuration's per-token log-probabilities
 averaged over the seeds both have (so the perplexity compared is the geometric mean of
-the seeds' perplexities). The test says whether the difference is larger than the test
+the seeds' perplexities), over every test token or, with the spec's ``metric =
+"exclude-oov"``, over those in the vocabulary; both perplexities are reported. The test says whether the difference is larger than the test
 text's sampling noise; the spread over seeds is shown beside it as a standard deviation.
 """
 from __future__ import annotations
@@ -13,22 +14,25 @@ import io
 import json
 import math
 import statistics
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ngram_teacher.files import read_json_object, write_atomic
 
 from .experiment import Run
-from .significance import Comparison, default_block, load_run_lines, load_run_logprobs, paired_bootstrap
+from corpora import NgteachError
+
+from .significance import (OOV, Comparison, default_block, load_run_lines, load_run_logprobs, load_run_oov,
+                           paired_bootstrap, without_positions)
 from .spec import Config, Spec
 
-COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "test_ppl", "best_epoch", "epochs",
-           "train_tokens", "wall_s", "run")
+COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "valid_ppl_no_oov", "test_ppl",
+           "test_ppl_no_oov", "best_epoch", "epochs", "train_tokens", "wall_s", "run")
 MARKS = ((0.01, "**"), (0.05, "*"))
+METRIC_LABELS = {"all": "test ppl", "exclude-oov": "test ppl excl. OOV"}
+METRIC_NAMES = {"all": "every test token", "exclude-oov": "the test tokens in the vocabulary"}
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Line:
     runs: dict[int, Run]  # seed -> finished run
     test: list[float]
     valid: list[float]
+    test_no_oov: list[float | None] = field(default_factory=list)  # without the OOV tokens (None: not recorded)
+    exclude_oov: bool = False  # whether differences and rankings are of test_no_oov rather than test
     p_baseline: float | None = None
     other: str | None = None  # the best other configuration with the same teacher
     p_other: float | None = None
@@ -48,15 +54,20 @@ class Line:
         return self.config.name
 
     @property
+    def compared(self) -> list[float]:
+        """The test perplexities that differences and rankings are of (the spec's metric)."""
+        return self.test_no_oov if self.exclude_oov else self.test
+
+    @property
     def test_mean(self) -> float:
-        return statistics.fmean(self.test)
+        return statistics.fmean(self.compared)
 
     def shared_seeds(self, other: "Line") -> list[int]:
         return sorted(set(self.runs) & set(other.runs))
 
     def delta(self, base: "Line") -> float:
-        """Mean test perplexity less ``base``'s, over the seeds both have."""
-        mine, theirs = dict(zip(self.runs, self.test)), dict(zip(base.runs, base.test))
+        """Mean test perplexity (the spec's metric) less ``base``'s, over the seeds both have."""
+        mine, theirs = dict(zip(self.runs, self.compared)), dict(zip(base.runs, base.compared))
         shared = self.shared_seeds(base)
         return statistics.fmean(mine[s] for s in shared) - statistics.fmean(theirs[s] for s in shared)
 
@@ -80,18 +91,52 @@ class Table:
 
     lines: list[Line]
     teacher_pairs: list[TeacherPair]
+    oov: tuple[int, int] | None  # (out-of-vocabulary test tokens, test tokens), if the runs record them
+
+
+class RunScores:
+    """Each run's test log-probabilities and out-of-vocabulary positions, read once: a run
+    takes part in several comparisons."""
+
+    def __init__(self):
+        self._read: dict[Path, tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def __call__(self, directory: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        if directory not in self._read:
+            logprobs = load_run_logprobs(directory)[0]
+            self._read[directory] = logprobs, load_run_oov(directory, len(logprobs))
+        return self._read[directory]
+
+    def oov(self, directory: Path) -> np.ndarray:
+        """The out-of-vocabulary positions, refused if the run did not record them."""
+        logprobs, oov = self(directory)
+        if oov is None:
+            raise NgteachError(f"{directory}: no {OOV} (the run predates out-of-vocabulary records); "
+                               'metric = "exclude-oov" cannot leave those tokens out')
+        if len(oov) == len(logprobs):
+            raise NgteachError(f'{directory}: every test token is out-of-vocabulary; metric = "exclude-oov" '
+                               "leaves nothing to compare")
+        return oov
+
+    def ppl_no_oov(self, directory: Path) -> float | None:
+        logprobs, oov = self(directory)
+        if oov is None or len(oov) == len(logprobs):
+            return None
+        return math.exp(-without_positions(logprobs, None, oov)[0].mean())
 
 
 def finished_rows(runs: list[Run], out: Path) -> list[dict]:
     """A results.csv row per finished run (its directory relative to ``out``)."""
     rows = []
+    scores = RunScores()
     for run in runs:
         if not (run.directory / "summary.json").exists():
             continue
         summary = read_json_object(run.directory / "summary.json", f"{run.directory}: no summary")
         rows.append({"corpus": run.corpus, "config": run.config.name, "loss": run.config.loss,
                      "teacher": run.config.teacher or "", "seed": run.seed, "valid_ppl": summary["valid_ppl"],
-                     "test_ppl": summary["test_ppl"], "best_epoch": summary["best_epoch"],
+                     "valid_ppl_no_oov": summary.get("valid_ppl_no_oov"), "test_ppl": summary["test_ppl"],
+                     "test_ppl_no_oov": scores.ppl_no_oov(run.directory), "best_epoch": summary["best_epoch"],
                      "epochs": summary["epochs"], "train_tokens": summary["train_tokens"],
                      "wall_s": summary["wall_s"], "run": str(run.directory.relative_to(out))})
     return rows
@@ -101,54 +146,72 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
     """Per corpus, a :class:`Line` per configuration with finished runs, with p-values,
     and the comparisons of the teachers of each loss."""
     done = {(r.corpus, r.config.name, r.seed): r for r in runs if (r.directory / "summary.json").exists()}
+    exclude_oov = spec.metric == "exclude-oov"
     tables = {}
     for corpus in spec.corpora:
         lines = []
+        scores = RunScores()
         for config in spec.configs:
             finished = {s: done[corpus.name, config.name, s] for s in spec.seeds if (corpus.name, config.name, s) in done}
             if finished:
                 summaries = [read_json_object(r.directory / "summary.json", "") for r in finished.values()]
+                if exclude_oov:
+                    for run in finished.values():
+                        scores.oov(run.directory)  # refuses a run that did not record them
+                no_oov = [scores.ppl_no_oov(r.directory) for r in finished.values()]
                 lines.append(Line(config, finished, [s["test_ppl"] for s in summaries],
-                                  [s["valid_ppl"] for s in summaries]))
-        # Each run takes part in several comparisons: read its log-probabilities once.
-        logprobs = lru_cache(maxsize=None)(lambda d: load_run_logprobs(d)[0])
-        _add_p_values(lines, spec.baseline, logprobs)
-        tables[corpus.name] = Table(lines, _teacher_pairs(lines, logprobs))
+                                  [s["valid_ppl"] for s in summaries], no_oov, exclude_oov))
+        _add_p_values(lines, spec.baseline, scores)
+        tables[corpus.name] = Table(lines, _teacher_pairs(lines, scores), _oov_count(lines, scores))
     return tables
 
 
-def _add_p_values(lines: list[Line], baseline: str, logprobs: Callable[[Path], np.ndarray]) -> None:
+def _oov_count(lines: list[Line], scores: RunScores) -> tuple[int, int] | None:
+    """(out-of-vocabulary test tokens, test tokens) of the corpus, from any run that recorded them."""
+    for run in (run for line in lines for run in line.runs.values()):
+        logprobs, oov = scores(run.directory)
+        if oov is not None:
+            return len(oov), len(logprobs)
+    return None
+
+
+def _add_p_values(lines: list[Line], baseline: str, scores: RunScores) -> None:
     by_name = {line.name: line for line in lines}
     for line in lines:
         if baseline in by_name and line.name != baseline:
-            line.p_baseline = _p_value(seed_pooled_comparison(line, by_name[baseline], logprobs))
+            line.p_baseline = _p_value(seed_pooled_comparison(line, by_name[baseline], scores))
         rivals = [other for other in lines if other.config.teacher == line.config.teacher and other is not line]
         if rivals:
             best = min(rivals, key=lambda other: other.test_mean)
-            line.other, line.p_other = best.name, _p_value(seed_pooled_comparison(line, best, logprobs))
+            line.other, line.p_other = best.name, _p_value(seed_pooled_comparison(line, best, scores))
 
 
-def _teacher_pairs(lines: list[Line], logprobs: Callable[[Path], np.ndarray]) -> list[TeacherPair]:
+def _teacher_pairs(lines: list[Line], scores: RunScores) -> list[TeacherPair]:
     """Every two teachers of one loss, compared on the seeds both have (spec order)."""
     pairs = []
     for i, a in enumerate(lines):
         for b in lines[i + 1:]:
             if a.config.teacher and b.config.teacher and a.config.table == b.config.table:
-                comparison = seed_pooled_comparison(a, b, logprobs)
+                comparison = seed_pooled_comparison(a, b, scores)
                 if comparison is not None:
                     pairs.append(TeacherPair(a, b, comparison))
     return pairs
 
 
-def seed_pooled_comparison(a: Line, b: Line, logprobs: Callable[[Path], np.ndarray]) -> Comparison | None:
+def seed_pooled_comparison(a: Line, b: Line, scores: RunScores) -> Comparison | None:
     """Paired bootstrap of a against b on their log-probabilities averaged over the seeds
-    both have (None if they share none)."""
+    both have (None if they share none), without the out-of-vocabulary tokens if the
+    lines compare those perplexities."""
     seeds = a.shared_seeds(b)
     if not seeds:
         return None
-    pooled_a = np.mean([logprobs(a.runs[s].directory) for s in seeds], axis=0)
-    pooled_b = np.mean([logprobs(b.runs[s].directory) for s in seeds], axis=0)
+    pooled_a = np.mean([scores(a.runs[s].directory)[0] for s in seeds], axis=0)
+    pooled_b = np.mean([scores(b.runs[s].directory)[0] for s in seeds], axis=0)
     lines = load_run_lines(a.runs[seeds[0]].directory, len(pooled_a))
+    if a.exclude_oov:
+        oov = scores.oov(a.runs[seeds[0]].directory)
+        pooled_a, lines = without_positions(pooled_a, lines, oov)
+        pooled_b = without_positions(pooled_b, None, oov)[0]
     return paired_bootstrap(pooled_a, pooled_b, block=default_block(len(pooled_a)), lines=lines)
 
 
@@ -169,11 +232,17 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def markdown(spec: Spec, tables: dict[str, Table]) -> str:
     out = [f"# {spec.name}", ""]
     for corpus, table in tables.items():
-        out += [f"## {corpus}", "", *_lines_table(spec.baseline, table.lines), ""]
+        out += [f"## {corpus}", ""]
+        if table.oov is not None:
+            n, total = table.oov
+            out += [f"Out-of-vocabulary test tokens (<unk>): {n:,} of {total:,} ({n / total:.1%}).", ""]
+        out += [*_lines_table(spec, table.lines), ""]
         if table.teacher_pairs:
-            out += [*_teacher_pairs_table(table.teacher_pairs), ""]
-    out += ["Test and validation perplexity: mean ± standard deviation over seeds; Δ and p over the seeds "
-            "both configurations have. p: two-sided paired bootstrap over blocks of whole test lines (at least "
+            out += [*_teacher_pairs_table(table.teacher_pairs, spec.metric), ""]
+    out += ["Test and validation perplexity: mean ± standard deviation over seeds; excl. OOV: without the "
+            "out-of-vocabulary test tokens, as KenLM reports perplexity without OOVs. Δ and p compare "
+            f"{METRIC_NAMES[spec.metric]}, over the seeds both configurations have. p: two-sided paired "
+            "bootstrap over blocks of whole test lines (at least "
             "1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
             "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Teachers compared: "
             "the perplexities of those seed-averaged log-probabilities, their difference and its 95% "
@@ -181,22 +250,25 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
     return "\n".join(out)
 
 
-def _lines_table(baseline: str, lines: list[Line]) -> list[str]:
-    rows = [f"| configuration | seeds | test ppl | valid ppl | Δ test vs {baseline} | p vs {baseline} "
-            "| best other loss, same teacher | p vs it |",
-            "|---|---|---|---|---|---|---|---|"]
+def _lines_table(spec: Spec, lines: list[Line]) -> list[str]:
+    baseline, measure = spec.baseline, METRIC_LABELS[spec.metric]
+    rows = [f"| configuration | seeds | test ppl | test ppl excl. OOV | valid ppl | Δ {measure} vs {baseline} "
+            f"| p vs {baseline} | best other loss, same teacher | p vs it |",
+            "|---|---|---|---|---|---|---|---|---|"]
     base = next((line for line in lines if line.name == baseline), None)
     for line in lines:
         delta = "" if base is None or line is base or not line.shared_seeds(base) \
             else f"{line.delta(base):+.2f}"
-        rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.valid)} "
-                    f"| {delta} | {_p(line.p_baseline)} | {line.other or ''} | {_p(line.p_other)} |")
+        rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.test_no_oov)} "
+                    f"| {_mean_sd(line.valid)} | {delta} | {_p(line.p_baseline)} | {line.other or ''} "
+                    f"| {_p(line.p_other)} |")
     return rows
 
 
-def _teacher_pairs_table(pairs: list[TeacherPair]) -> list[str]:
+def _teacher_pairs_table(pairs: list[TeacherPair], metric: str) -> list[str]:
+    measure = METRIC_LABELS[metric]
     rows = ["Teachers compared, loss by loss:", "",
-            "| loss | A | B | seeds | test ppl A | test ppl B | A − B (95% CI) | p |",
+            f"| loss | A | B | seeds | {measure} A | {measure} B | A − B (95% CI) | p |",
             "|---|---|---|---|---|---|---|---|"]
     for pair in pairs:
         c = pair.comparison
@@ -206,7 +278,9 @@ def _teacher_pairs_table(pairs: list[TeacherPair]) -> list[str]:
     return rows
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float | None]) -> str:
+    if None in values:
+        return ""
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -247,7 +321,8 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
         written.append(_save(figure, folder / f"{corpus}-valid.png"))
         figure, axis = plt.subplots(figsize=(max(5, 1 + 0.9 * len(lines)), 4.5))
         _test_bars(axis, lines)
-        axis.set(ylabel="test perplexity (mean ± sd; dots: seeds)", title=_title(spec, corpus))
+        measure = "test perplexity excl. OOV" if spec.metric == "exclude-oov" else "test perplexity"
+        axis.set(ylabel=f"{measure} (mean ± sd; dots: seeds)", title=_title(spec, corpus))
         written.append(_save(figure, folder / f"{corpus}-test.png"))
         plt.close("all")
     return written
@@ -257,13 +332,13 @@ def _test_bars(axis, lines: list[Line]) -> None:
     """A bar per configuration at its mean with a standard-deviation error bar, each
     seed as a dot (three seeds say more as points), and the mean and seed count above."""
     means = [line.test_mean for line in lines]
-    spreads = [statistics.stdev(line.test) if len(line.test) > 1 else np.nan for line in lines]
+    spreads = [statistics.stdev(line.compared) if len(line.compared) > 1 else np.nan for line in lines]
     axis.bar(range(len(lines)), means, yerr=spreads, capsize=4, color=_colours(len(lines)), alpha=0.85)
-    seeds = [value for line in lines for value in line.test]
+    seeds = [value for line in lines for value in line.compared]
     for x, (line, spread) in enumerate(zip(lines, spreads)):
-        top = max(line.test + ([] if np.isnan(spread) else [line.test_mean + spread]))
-        axis.plot([x + 0.2] * len(line.test), line.test, "o", color="black", ms=3)
-        axis.annotate(f"{line.test_mean:.1f}\nn={len(line.test)}", (x, top), xytext=(0, 4),
+        top = max(line.compared + ([] if np.isnan(spread) else [line.test_mean + spread]))
+        axis.plot([x + 0.2] * len(line.compared), line.compared, "o", color="black", ms=3)
+        axis.annotate(f"{line.test_mean:.1f}\nn={len(line.compared)}", (x, top), xytext=(0, 4),
                       textcoords="offset points", ha="center", va="bottom", fontsize=7)
     axis.set_xticks(range(len(lines)), [line.name for line in lines], rotation=30, ha="right", fontsize=8)
     margin = max(3.0, 0.1 * (max(seeds) - min(seeds)))

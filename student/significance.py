@@ -12,7 +12,7 @@ tokens. Both tests are seeded: the same inputs give the same numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,6 +24,7 @@ from ngram_teacher.files import json_count, read_json_object
 SUMMARY = "summary.json"
 LOGPROBS = "test_logprobs.npy"
 LINES = "test_lines.npy"
+OOV = "test_oov.npy"
 SUMMARY_KEYS = ("test_ppl", "valid_ppl", "test_tokens", "test_tokens_sha256", "test_text")
 METHODS = ("bootstrap", "permutation")
 ALPHA = 0.05
@@ -46,7 +47,9 @@ class Comparison:
     block: int  # tokens per block, or the least tokens per block of whole lines
     by_lines: bool
     resamples: int
-    tokens: int
+    tokens: int  # test tokens compared
+    oov: int | None = None  # out-of-vocabulary test tokens (None: not recorded)
+    without_oov: bool = False  # whether those were left out of ``tokens``
 
     @property
     def difference(self) -> float:
@@ -113,6 +116,32 @@ def _check_lines(lines: np.ndarray, tokens: int, name: str) -> None:
         raise NgteachError(f"{name}: line offsets must be a 1-d integer array of at least 2 entries")
     if lines[0] != 0 or lines[-1] != tokens or (np.diff(lines) < 0).any():
         raise NgteachError(f"{name}: line offsets must rise from 0 to the {tokens} test tokens")
+
+
+def load_run_oov(run_dir: str | Path, tokens: int) -> np.ndarray | None:
+    """The positions of the run's out-of-vocabulary test tokens, or None if it saved none
+    (runs made before they were recorded)."""
+    path = Path(run_dir) / OOV
+    if not path.exists():
+        return None
+    try:
+        oov = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise NgteachError(f"{path}: unreadable or truncated ({e})") from None
+    if (oov.ndim != 1 or oov.dtype.kind not in "iu" or (np.diff(oov) <= 0).any()
+            or (len(oov) and not 0 <= oov[0] <= oov[-1] < tokens)):
+        raise NgteachError(f"{path}: out-of-vocabulary positions must be a 1-d rising integer array within the "
+                           f"{tokens} test tokens")
+    return oov.astype(np.int64)
+
+
+def without_positions(logprobs: np.ndarray, lines: np.ndarray | None,
+                      positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``logprobs`` without the tokens at ``positions`` (rising), and the line offsets
+    moved back by the tokens left out before them."""
+    keep = np.ones(len(logprobs), dtype=bool)
+    keep[positions] = False
+    return logprobs[keep], None if lines is None else lines - np.searchsorted(positions, lines)
 
 
 def paired_bootstrap(logprobs_a: np.ndarray, logprobs_b: np.ndarray, block: int = 1000,
@@ -244,9 +273,10 @@ def default_block(tokens: int) -> int:
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap", block: int | None = None,
-                 resamples: int = 10000, seed: int = 0) -> Comparison:
+                 resamples: int = 10000, seed: int = 0, exclude_oov: bool = False) -> Comparison:
     """Paired test of two run directories' test perplexities (blocks of whole lines if
-    saved; ``block`` tokens at least, by default :func:`default_block`)."""
+    saved; ``block`` tokens at least, by default :func:`default_block`), over every test
+    token or, with ``exclude_oov``, over those in the vocabulary (KenLM's convention)."""
     if method not in METHODS:
         raise NgteachError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if seed < 0:
@@ -260,9 +290,27 @@ def compare_runs(run_a: str | Path, run_b: str | Path, method: str = "bootstrap"
         raise NgteachError(f"{run_a} and {run_b} were evaluated on different test tokens ({why}; test_tokens_sha256 "
                            "differs); only runs on the same test tokens can be compared")
     lines = _shared_lines(run_a, run_b, len(logprobs_a))
+    oov = _shared_oov(run_a, run_b, len(logprobs_a), exclude_oov)
+    if exclude_oov:
+        logprobs_a, lines = without_positions(logprobs_a, lines, oov)
+        logprobs_b, _ = without_positions(logprobs_b, None, oov)
     test = paired_bootstrap if method == "bootstrap" else paired_permutation
-    return test(logprobs_a, logprobs_b, block=block or default_block(len(logprobs_a)), lines=lines,
-                resamples=resamples, seed=seed)
+    comparison = test(logprobs_a, logprobs_b, block=block or default_block(len(logprobs_a)), lines=lines,
+                      resamples=resamples, seed=seed)
+    return replace(comparison, oov=None if oov is None else len(oov), without_oov=exclude_oov)
+
+
+def _shared_oov(run_a: str | Path, run_b: str | Path, tokens: int, required: bool) -> np.ndarray | None:
+    """The out-of-vocabulary positions both runs saved (the same tokens, the same
+    positions); None if one lacks them, refused then if they are ``required``."""
+    oov_a, oov_b = load_run_oov(run_a, tokens), load_run_oov(run_b, tokens)
+    if oov_a is not None and oov_b is not None and not np.array_equal(oov_a, oov_b):
+        raise NgteachError(f"{run_a} and {run_b} mark different test tokens out-of-vocabulary ({OOV} differs)")
+    if required and (oov_a is None or oov_b is None):
+        lacking = run_a if oov_a is None else run_b
+        raise NgteachError(f"{lacking}: no {OOV} (the run predates out-of-vocabulary records), so "
+                           "--exclude-oov cannot leave those tokens out")
+    return None if oov_a is None or oov_b is None else oov_a
 
 
 def _shared_lines(run_a: str | Path, run_b: str | Path, tokens: int) -> np.ndarray | None:
@@ -292,8 +340,14 @@ def format_comparison(comparison: Comparison, name_a: str = "A", name_b: str = "
     else:
         better = name_a if c.difference < 0 else name_b
         verdict = f"{better} is better (lower perplexity), {p}"
+    oov = []  # runs older than out-of-vocabulary records say nothing of them
+    if c.oov is not None:
+        total = c.tokens + c.oov if c.without_oov else c.tokens
+        left = "left out" if c.without_oov else "included (--exclude-oov leaves them out)"
+        oov = [f"out-of-vocabulary  {c.oov:,} of {total:,} test tokens ({c.oov / total:.1%}), {left}"]
     return "\n".join([
         f"perplexity  {name_a}: {c.ppl_a:.2f}  {name_b}: {c.ppl_b:.2f}  ({c.tokens:,} test tokens)",
+        *oov,
         f"difference  {name_a} - {name_b}: {c.difference:+.3f}  ({interval})",
         f"p-value     {c.p_value:.2g}  ({test} over {c.blocks:,} {unit}, {c.resamples:,} resamples)",
         f"verdict     {verdict}",

@@ -5,6 +5,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     name = "wt2-mini"               # default "experiment"
     seeds = [0, 1, 2]               # default [0]; no seed twice
     baseline = "ce"                 # compared with every other configuration (default: the first)
+    metric = "exclude-oov"          # what differences and p-values compare: "all" test tokens
+                                    # (default) or those in the vocabulary (both are reported)
 
     [corpora.wt2-mini]              # paths are relative to the spec; NAME:SPLIT names work too
     train = "../../shared/corpora/wikitext-2/valid.txt"
@@ -53,6 +55,7 @@ from corpora import NgteachError
 TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
                 "born-again": {"run", "seed", "k"}}
 LOSSES_WITH_TEACHER = ("rank", "kl")
+METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
 RUN_OWNED = ("model", "ranks", "valid", "test", "out", "seed", "resume")
 # distill's parameters that are no options of a run (its click context, the corpora mirror).
@@ -112,6 +115,7 @@ class Spec:
     teachers: dict[str, TeacherSpec]
     student: dict
     configs: list[Config]
+    metric: str = "all"  # or "exclude-oov": what the results' differences and p-values compare
 
 
 def load_spec(path: str | os.PathLike) -> Spec:
@@ -130,7 +134,8 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     def bad(message: str) -> NgteachError:
         return NgteachError(f"{where}: {message}")
 
-    _only(raw, {"name", "seeds", "baseline", "corpora", "teachers", "student", "losses"}, "the top level", bad)
+    _only(raw, {"name", "seeds", "baseline", "metric", "corpora", "teachers", "student", "losses"}, "the top level",
+          bad)
     name = raw.get("name", "experiment")
     _check_name(name, "the experiment", bad)
     seeds = raw.get("seeds", [0])
@@ -154,7 +159,10 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     baseline = raw.get("baseline", configs[0].name)
     if baseline not in {c.name for c in configs}:
         raise bad(f"baseline {baseline!r} is none of the configurations {', '.join(c.name for c in configs)}")
-    return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs)
+    metric = raw.get("metric", "all")
+    if metric not in METRICS:
+        raise bad(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs, metric)
 
 
 def _tables(raw: dict, key: str, bad) -> dict:

@@ -316,12 +316,20 @@ def token_logprobs(model: nn.Module, stream: torch.Tensor, before: int, columns:
 
 def evaluate_run(run_dir: str | os.PathLike, text: str | os.PathLike) -> np.ndarray:
     """Token log-probabilities of ``text`` under the best checkpoint of a run (on the CPU)."""
+    return evaluate_text(run_dir, text)[0]
+
+
+def evaluate_text(run_dir: str | os.PathLike, text: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """(token log-probabilities, token ids, the ``<unk>`` id) of ``text`` under the best
+    checkpoint of a run (on the CPU)."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     teacher = run_model(config, run_dir)
     model = load_student(run_dir, config, len(teacher.vocab))
-    return token_logprobs(model, encode_file(teacher, str(text)), teacher.vocab.eos_id, config.eval_columns,
-                          config.student.window, torch.device("cpu"))
+    tokens = encode_file(teacher, str(text))
+    logprobs = token_logprobs(model, tokens, teacher.vocab.eos_id, config.eval_columns, config.student.window,
+                              torch.device("cpu"))
+    return logprobs, tokens.numpy(), teacher.vocab.unk_id
 
 
 def load_student(run_dir: Path, config: RunConfig, vocab_size: int) -> nn.Module:

@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -260,3 +261,46 @@ def test_errors_in_lines_and_blocks(tmp_path):
     one_line_error("all 100 test tokens fall in one block of 1000", paired_permutation, a, a)
     one_line_error("at least 2 blocks", paired_bootstrap, a, a, block=10, lines=[0, 100])
     one_line_error("must be at least 1", paired_bootstrap, a, a, block=0)
+
+
+def lines_without(lines: list[int], oov: list[int]) -> list[int]:
+    """Line offsets after leaving out the tokens at ``oov``, counted line by line."""
+    moved = [0]
+    for start, end in zip(lines, lines[1:]):
+        moved.append(moved[-1] + sum(1 for t in range(start, end) if t not in oov))
+    return moved
+
+
+def test_exclude_oov_compares_the_other_tokens_only(tmp_path):
+    a, b = noise(21, 300), noise(22, 300)
+    lines = [0, 40, 90, 100, 180, 260, 300]
+    oov = [0, 5, 39, 40, 95, 96, 97, 98, 99, 299]  # line 2 (90..100) keeps only 90..94
+    run_a = write_run(tmp_path / "a", a, lines=lines)
+    run_b = write_run(tmp_path / "b", b, lines=lines)
+    for run in (run_a, run_b):
+        np.save(run / "test_oov.npy", np.array(oov, dtype=np.int64))
+    kept = [t for t in range(300) if t not in oov]
+    a32, b32 = (x.astype(np.float32).astype(np.float64)[kept] for x in (a, b))
+    c = compare_runs(run_a, run_b, block=50, resamples=300, seed=2, exclude_oov=True)
+    expected = paired_bootstrap(a32, b32, block=50, lines=lines_without(lines, oov), resamples=300, seed=2)
+    assert c == replace(expected, oov=10, without_oov=True)
+    assert c.tokens == 290 and c.ppl_a == pytest.approx(math.exp(-math.fsum(a32) / 290), rel=1e-12)
+    assert "out-of-vocabulary  10 of 300 test tokens (3.3%), left out" in format_comparison(c)
+    everything = compare_runs(run_a, run_b, block=50, resamples=300, seed=2)
+    assert everything.tokens == 300 and everything.oov == 10 and not everything.without_oov
+    assert "10 of 300 test tokens (3.3%), included (--exclude-oov leaves them out)" in format_comparison(everything)
+
+
+def test_exclude_oov_errors(tmp_path):
+    a = noise(23, 100)
+    marked = write_run(tmp_path / "marked", a)
+    np.save(marked / "test_oov.npy", np.array([3, 7], dtype=np.int64))
+    unmarked = write_run(tmp_path / "unmarked", a)
+    one_line_error("unmarked: no test_oov.npy .the run predates", compare_runs, marked, unmarked, exclude_oov=True)
+    assert compare_runs(marked, unmarked, resamples=100).oov is None  # without the option, nothing is needed
+    other = write_run(tmp_path / "other", a)
+    np.save(other / "test_oov.npy", np.array([3, 8], dtype=np.int64))
+    one_line_error("mark different test tokens out-of-vocabulary", compare_runs, marked, other)
+    for bad in ([7, 3], [3, 100], [-1, 3]):
+        np.save(other / "test_oov.npy", np.array(bad, dtype=np.int64))
+        one_line_error("must be a 1-d rising integer array within the 100 test tokens", compare_runs, other, other)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from corpora import NgteachError
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
-from student.experiment import Step, check_made, in_run_order, plan_runs, run_experiment, schedule
-from student.results import Line, _test_bars
+from student.experiment import (Step, check_made, corpus_record, corpus_splits, in_run_order, plan_runs,
+                                prepare_teachers, run_experiment, schedule, write_corpus)
+from student.results import Line, _test_bars, markdown, summarize
 from student.significance import load_run_lines, paired_bootstrap
 from student.spec import Config, load_spec, parse_spec
 
@@ -124,7 +126,7 @@ def test_results_table_csv_and_plots(grid):
     expected = paired_bootstrap(*logprobs, block=len(logprobs[0]) // 50,
                                 lines=load_run_lines(ce, len(logprobs[0]))).p_value
     line = next(row for row in table.splitlines() if row.startswith("| rank@count2 "))
-    assert f"{expected:.2g}" in line.split("|")[6]
+    assert f"{expected:.2g}" in line.split("|")[7]
     for name in ("docs-valid.png", "docs-test.png"):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -143,6 +145,45 @@ def test_the_teachers_of_one_loss_are_compared_pair_by_pair(grid):
     assert (seeds, float(ppl_a), float(ppl_b)) == ("1", pytest.approx(ppl[0], abs=0.006), pytest.approx(ppl[1], abs=0.006))
     assert difference == f"{ppl[0] - ppl[1]:+.2f} ({expected.ci[0]:+.2f} to {expected.ci[1]:+.2f})"
     assert p.startswith(f"{expected.p_value:.2g}")
+
+
+def test_results_without_oov_leave_the_same_tokens_out_of_every_run(grid, tmp_path):
+    root, _ = grid
+    out = root / "out"
+    spec = parse_spec(tomllib.loads(SPEC.replace('baseline = "ce"', 'baseline = "ce"\nmetric = "exclude-oov"')), root)
+    tables = summarize(spec, plan_runs(spec, out))
+    rank, ce = out / "docs/runs/rank@count2-s0", out / "docs/runs/ce-s0"
+    vocab = set((out / "docs/model/vocab.txt").read_text(encoding="utf-8").split("\n")[:-1])
+    words = [w for line in (out / "docs/data/test.txt").read_text(encoding="utf-8").splitlines()
+             for w in line.split() + ["<eos>"]]
+    kept = [i for i, w in enumerate(words) if w in vocab]
+    assert 0 < len(kept) < len(words)
+    logprobs = [np.load(d / "test_logprobs.npy").astype(np.float64)[kept] for d in (rank, ce)]
+    # each line starts after the kept tokens of the lines before it
+    starts = [0] + [sum(k <= i for k in kept) for i, w in enumerate(words[:-1]) if w == "<eos>"] + [len(kept)]
+    expected = paired_bootstrap(*logprobs, block=len(kept) // 50, lines=starts)
+    line = next(line for line in tables["docs"].lines if line.name == "rank@count2")
+    assert line.p_baseline == expected.p_value and line.exclude_oov
+    assert line.test_no_oov == [pytest.approx(np.exp(-logprobs[0].mean()), rel=1e-9)]
+    assert tables["docs"].oov == (len(words) - len(kept), len(words))
+    table = markdown(spec, tables)
+    assert f"Out-of-vocabulary test tokens (<unk>): {len(words) - len(kept):,} of {len(words):,}" in table
+    row = next(row for row in table.splitlines() if row.startswith("| rank@count2 ")).split(" | ")
+    assert row[3] == f"{line.test_no_oov[0]:.2f}" and "Δ test ppl excl. OOV vs ce" in table
+
+
+def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer_words(tmp_path):
+    spec_folder(tmp_path, SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 3"), "s.toml", 300)
+    spec = load_spec(tmp_path / "s.toml")
+    corpus = spec.corpora[0]
+    out = tmp_path / "out"
+    write_corpus(out / "docs/data", corpus_splits(spec, corpus), corpus_record(spec, corpus))
+    prepare_teachers(spec, corpus, out, log=lambda m: None)
+    counts = Counter((out / "docs/data/train.txt").read_text(encoding="utf-8").split())
+    expected = {w for w, c in counts.items() if c >= 3} | {"<eos>", "<unk>"}
+    for model in ("docs/model", "docs/teachers/count2/model"):
+        assert set(NgramModel(out / model).vocab.tokens) == expected
+    assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
 
 
 def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
@@ -372,6 +413,9 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),
     (("discount_fallback = true", "discount_fallback = \"yes\""), "discount_fallback must be true or false"),
+    (("baseline = \"ce\"", "baseline = \"ce\"\nmetric = \"oov\""), "metric must be one of all, exclude-oov, not 'oov'"),
+    (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 0"), "min_count must be an integer of at least 1, not 0"),
+    (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 2.0"), "min_count must be an integer"),
     (("order = 2\nk = 4\n\n[teachers.kn2]", "order = 2\nk = 4\n\n[teachers.kn2]"), None),
 ])
 def test_bad_specs_are_refused_in_one_line(change, mentions, tmp_path):

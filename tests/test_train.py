@@ -194,6 +194,37 @@ def test_a_budget_ends_the_epoch_at_the_batch_that_spends_it(teacher, tmp_path, 
     assert summary["test_ppl"] is not None and (tmp_path / "r/checkpoints/best.pt").exists()
 
 
+def test_out_of_vocabulary_test_tokens_against_a_hand_count(teacher, tmp_path):
+    summary = run(tiny_config(teacher, tmp_path / "r", epochs=3, patience=9), log=lambda m: None)
+    known = set((teacher / "ngteach-model" / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1])
+    words = [w for line in (teacher / "test.txt").read_text(encoding="utf-8").splitlines() for w in line.split() + [None]]
+    oov = [i for i, word in enumerate(words) if word is not None and word not in known]  # None: the <eos>
+    assert 0 < len(oov) < len(words)
+    assert np.array_equal(np.load(tmp_path / "r/test_oov.npy"), oov)
+    logprobs = np.load(tmp_path / "r/test_logprobs.npy").astype(np.float64)
+    others = [logprobs[i] for i in range(len(words)) if i not in set(oov)]
+    assert summary["test_oov"] == len(oov) and summary["test_oov_share"] == pytest.approx(len(oov) / len(words))
+    assert summary["test_ppl_no_oov"] == pytest.approx(math.exp(-math.fsum(others) / len(others)), rel=1e-9)
+    assert summary["stopped"] == "epochs" and summary["valid_oov"] == 0  # held out of the training stream
+    assert json.loads((tmp_path / "r/summary.json").read_text()) == summary
+    lines = [json.loads(line) for line in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    assert all(m["valid_ppl_no_oov"] == pytest.approx(m["valid_ppl"]) for m in lines)
+    evaluated = subprocess.run([*COMMAND, "eval", str(tmp_path / "r"), str(teacher / "test.txt")],
+                               capture_output=True, text=True, check=True)
+    assert (f"text: {len(oov):,} out-of-vocabulary tokens (<unk>), {len(oov) / len(words):.1%}; perplexity "
+            f"without them {summary['test_ppl_no_oov']:.2f}") in evaluated.stdout
+    assert ("out-of-vocabulary" in evaluated.stderr) == (len(oov) / len(words) > train.OOV_WARNING_SHARE)
+
+
+@pytest.mark.parametrize("changes, stopped", [({"max_tokens": 1000}, "max-tokens"), ({"max_time": 1e-9}, "max-time"),
+                                              ({"epochs": 6, "patience": 1, "min_improvement": 0.9}, "early stopping")])
+def test_summary_says_why_training_stopped(teacher, tmp_path, changes, stopped):
+    said = []
+    summary = run(tiny_config(teacher, tmp_path / "r", **changes), log=said.append)
+    assert summary["stopped"] == stopped
+    assert sum(line.startswith("stopping: ") for line in said) == 1
+
+
 @pytest.mark.parametrize("every", ["0", "7"])  # killed after an epoch / in the middle of one
 def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, every):
     args = ["distill", "--size", "tiny", "--window", "20", "--batch-size", "8", "--epochs", "4", "--patience", "9",
@@ -487,7 +518,8 @@ def test_eval_and_compare_commands(teacher, tmp_path):
     compared = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "rank"), "--resamples",
                                "1000"], capture_output=True, text=True, check=True)
     lines = compared.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["perplexity", "difference", "p-value", "verdict"]
+    assert [line.split()[0] for line in lines] == ["perplexity", "out-of-vocabulary", "difference", "p-value",
+                                                   "verdict"]
     assert f"{first['test_ppl']:.2f}" in lines[0]
     missing = subprocess.run([*COMMAND, "compare", str(tmp_path / "ce"), str(tmp_path / "nothing")],
                              capture_output=True, text=True)
