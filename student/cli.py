@@ -18,13 +18,21 @@ def distill(
     ctx: typer.Context,
     student: str = typer.Option("lstm", help="lstm or transformer."),
     size: str = typer.Option("small", help="tiny, small, medium or large."),
-    loss: str = typer.Option("rank", help="rank (Plackett-Luce), kl, ce or ls (label smoothing)."),
+    loss: str = typer.Option("rank", help="rank (cross-entropy + Plackett-Luce terms), pl (the paper's "
+                                          "Plackett-Luce over all k entries), kl, ce or ls (label smoothing)."),
     weight: Optional[float] = typer.Option(None, help="Weight of the teacher term (default per loss: rank 0.01, "
-                                                      "kl 0.5, ls 0.1)."),
+                                                      "pl 1, kl 0.5, ls 0.1)."),
+    weight_schedule: str = typer.Option("constant", help="The teacher weight over training: constant, "
+                                        "linear:EPOCHS or linear-tokens:TOKENS (down to 0 over that span), or "
+                                        "plateau (0 from the first epoch validation does not improve)."),
+    kl_tail: str = typer.Option("uniform", help="kl: the teacher's mass outside its top-k spread over the other "
+                                "words (uniform) or dropped, the top-k renormalised (renormalise)."),
     partition: str = typer.Option("order", help="Rank partitions: order (backoff order), count (order and count; needs rank --scores), strict or none."),
     k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
     min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
-    smoothing: float = typer.Option(0.0, help="Label smoothing of the cross-entropy term of rank and kl."),
+    smoothing: str = typer.Option("0", help="Label smoothing of the cross-entropy term of rank, pl and kl: a "
+                                  "weight, or teacher (the teacher's probability outside its top-k at each "
+                                  "position; needs its log-probabilities)."),
     model: str = typer.Option("ngteach-model", "--model", "-m", help="The teacher's model directory."),
     ranks: str = typer.Option("ranks.bin", help="The ranks file of the model's corpus."),
     valid: Optional[str] = typer.Option(None, help="Validation text, a file or a named split such as "
@@ -76,7 +84,8 @@ def distill(
         f"(best epoch {summary['best_epoch']}, {summary['tokens_per_s']:,.0f} tokens/s)")
 
 
-def run_config(*, student, size, loss, weight, partition, k, min_order, smoothing, model, ranks, valid, test,
+def run_config(*, student, size, loss, weight, weight_schedule, kl_tail, partition, k, min_order, smoothing, model,
+               ranks, valid, test,
                data_dir, out, layers, width, embedding, window, memory, dropout, dropout_embedding, tie_weights,
                optimizer, lr, schedule, batch_size, clip, epochs, max_tokens, max_time, patience, min_improvement,
                checkpoint_every, seed, resume=None):
@@ -87,8 +96,8 @@ def run_config(*, student, size, loss, weight, partition, k, min_order, smoothin
 
     config = train.RunConfig(
         model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
-        size=size, loss=loss, weight=weight,
-        k=k, partition=partition, min_order=min_order, smoothing=smoothing, optimizer=optimizer,
+        size=size, loss=loss, weight=weight, weight_schedule=weight_schedule, kl_tail=kl_tail,
+        k=k, partition=partition, min_order=min_order, smoothing=_smoothing(smoothing), optimizer=optimizer,
         lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
         batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
         patience=patience, min_improvement=min_improvement, checkpoint_every=checkpoint_every, seed=seed,
@@ -98,6 +107,18 @@ def run_config(*, student, size, loss, weight, partition, k, min_order, smoothin
     )
     config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")
     return config
+
+
+def _smoothing(value: str) -> float | str:
+    """--smoothing's weight, or ``teacher``."""
+    from .train import TEACHER_SMOOTHING
+
+    if value == TEACHER_SMOOTHING:
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise NgteachError(f"--smoothing must be a number or {TEACHER_SMOOTHING}, not {value!r}") from None
 
 
 def _only_resume(ctx: typer.Context) -> None:

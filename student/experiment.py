@@ -265,9 +265,17 @@ def run_state(run: Run) -> str:
 
 
 def in_run_order(runs: list[Run], seeds: list[int]) -> list[Run]:
-    """Interrupted runs first (their work is half done), then seed by seed, so that a grid
-    cut short has every configuration's first seeds rather than all seeds of a few."""
-    return sorted(runs, key=lambda run: (run_state(run) != "interrupted", seeds.index(run.seed)))
+    """Interrupted runs first (their work is half done), then seed by seed, and within a
+    seed the corpora in turn, so that a grid cut short has every configuration's first
+    seeds on every corpus rather than all seeds of a few."""
+    seen: dict[tuple[str, int], int] = {}
+    turn = []  # each run's place among the runs of its corpus and seed, in plan order
+    for run in runs:
+        turn.append(seen.get((run.corpus, run.seed), 0))
+        seen[run.corpus, run.seed] = turn[-1] + 1
+    order = sorted(range(len(runs)), key=lambda i: (run_state(runs[i]) != "interrupted",
+                                                   seeds.index(runs[i].seed), turn[i]))
+    return [runs[i] for i in order]
 
 
 @dataclass(eq=False)

@@ -89,18 +89,25 @@ def _partition_starts(ranks: Tensor, partitions: Tensor | None) -> Tensor:
     return torch.where(new, index, torch.zeros_like(index)).cummax(-1).values
 
 
+KL_TAILS = ("uniform", "renormalise")
+
+
 def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature: float = 1.0,
-            mask: Tensor | None = None) -> Tensor:
+            mask: Tensor | None = None, tail: str = "uniform") -> Tensor:
     """KL(teacher || student) from a teacher known only through its top-k.
 
-    The teacher gives probability ``exp(teacher_logprobs[j])`` to word ``ranks[j]`` and
-    spreads what its top-k leaves over the other words of the vocabulary evenly.
+    The teacher gives probability ``exp(teacher_logprobs[j])`` to word ``ranks[j]``. What
+    its top-k leaves is, by ``tail``: ``uniform``, spread over the other words of the
+    vocabulary evenly (a label smoothing whose amount is the teacher's leftover at each
+    position); ``renormalise``, given to nobody: the top-k is renormalised to sum to 1.
     With ``temperature`` T both distributions are softened (the teacher's renormalised
     ``p ** (1 / T)``, the student's ``softmax(logits / T)``) and the KL is scaled by T**2,
     as in Hinton et al.'s distillation. One pass over the vocabulary per position.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, not {temperature}")
+    if tail not in KL_TAILS:
+        raise ValueError(f"tail must be one of {', '.join(KL_TAILS)}, not {tail!r}")
     if mask is None:
         mask = torch.ones_like(ranks, dtype=torch.bool)
     ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
@@ -112,6 +119,8 @@ def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature
     # leftover is a difference of near-equal numbers, so it is taken in float64.
     left = (1 - teacher.double().exp().sum(-1)).clamp_min(0).to(log_q.dtype)
     rest = torch.where(n_rest > 0, left.log() - n_rest.clamp_min(1).log(), float("-inf"))
+    if tail == "renormalise":
+        rest = torch.full_like(rest, float("-inf"))
     # Temper and renormalise the teacher: top-k entries, then the n_rest equal others.
     top, rest = teacher / temperature, rest / temperature
     norm = torch.logaddexp(top.logsumexp(-1), rest + n_rest.clamp_min(1).log())

@@ -54,7 +54,7 @@ from corpora import NgteachError
 # The keys of a [teachers.NAME] table besides kind, per kind.
 TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
                 "born-again": {"run", "seed", "k"}}
-LOSSES_WITH_TEACHER = ("rank", "kl")
+LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
 RUN_OWNED = ("model", "ranks", "valid", "test", "out", "seed", "resume")
@@ -241,15 +241,16 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
         if "teachers" in table:
             raise bad(f"[losses.{name}] loss {loss!r} uses no teacher")
         return [Config(name, loss, None, options)]
-    usable = [t for t in teachers.values() if loss != "kl" or t.has_logprobs]
+    usable = [t for t in teachers.values() if (loss != "kl" and config.smoothing != "teacher") or t.has_logprobs]
     chosen = table.get("teachers", [t.name for t in usable])
     if not (isinstance(chosen, list) and all(isinstance(t, str) for t in chosen) and len(set(chosen)) == len(chosen)):
         raise bad(f"[losses.{name}] teachers must be a list of teacher names without repeats, not {chosen!r}")
     for teacher in chosen:
         if teacher not in teachers:
             raise bad(f"[losses.{name}] names teacher {teacher!r}, which no [teachers.{teacher}] defines")
-        if loss == "kl" and not teachers[teacher].has_logprobs:
-            raise bad(f"[losses.{name}] kl needs a teacher with log-probabilities; {teacher!r} "
+        if (loss == "kl" or config.smoothing == "teacher") and not teachers[teacher].has_logprobs:
+            what = "kl" if loss == "kl" else 'smoothing = "teacher"'
+            raise bad(f"[losses.{name}] {what} needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")
         if config.k is not None and config.k > teachers[teacher].k:
             raise bad(f"[losses.{name}] k = {config.k} is more than the k = {teachers[teacher].k} "

@@ -19,8 +19,10 @@ The objective is cross-entropy plus ``weight`` times the teacher's term:
 ``ce`` nothing; ``ls`` label smoothing of ``weight``; ``rank`` the Plackett-Luce terms of
 the teacher's ranking after the ground truth (weight 1 with the ground truth first is the
 paper's plain PL loss); ``kl`` ``(1 - weight) * ce + weight * KL`` from the teacher's top-k
-log-probabilities. ``smoothing`` label-smooths the cross-entropy term of ``rank`` and ``kl``
-(so a teacher's term can be tried on top of label smoothing). Evaluation is always
+log-probabilities; ``pl`` the paper's objective, the Plackett-Luce terms of every entry
+averaged. ``smoothing`` label-smooths the cross-entropy term of ``rank``, ``pl`` and ``kl``
+(so a teacher's term can be tried on top of label smoothing), by a constant or, with
+``"teacher"``, by the teacher's mass outside its top-k at each position. Evaluation is always
 full-softmax cross-entropy on every token.
 """
 from __future__ import annotations
@@ -49,15 +51,19 @@ from ngram_teacher.files import read_json_object, temp_file, write_json, write_n
 from ngram_teacher.provenance import provenance
 
 from .data import PARTITION_MODES, TeacherReader, TeacherRows, bptt_batches, window_batches
-from .losses import kl_topk, plackett_luce_terms
+from .losses import KL_TAILS, kl_topk, plackett_luce_terms
 from .significance import check_run_directory
 from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict,
                     count_parameters, detach_state, perplexity)
 
-LOSSES = ("ce", "ls", "rank", "kl")
+LOSSES = ("ce", "ls", "rank", "pl", "kl")
+TEACHER_LOSSES = ("rank", "pl", "kl")
 # The weight of each loss's teacher (or smoothing) term when none is given. Rank: the weight
 # chosen on WT2-mini's validation text; larger ones over-fit the count ranks (README, Results).
-DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.01, "kl": 0.5}
+# pl: the paper's objective, every entry at full weight.
+DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.01, "pl": 1.0, "kl": 0.5}
+TEACHER_SMOOTHING = "teacher"  # --smoothing: by the teacher's leftover mass at each position
+WEIGHT_SCHEDULES = ("constant", "linear:EPOCHS", "linear-tokens:TOKENS", "plateau")
 OPTIMIZERS = ("adamw", "sgd", "asgd")
 SCHEDULES = ("plateau", "cosine", "constant")
 CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "config")
@@ -82,7 +88,12 @@ class RunConfig:
     k: int | None = None  # first k entries of each ranks row (None = all)
     partition: str = "order"
     min_order: int = 1  # leave out teacher entries found below this backoff order
-    smoothing: float = 0.0  # label smoothing of the cross-entropy term (--loss ls: its weight)
+    # Label smoothing of the cross-entropy term (--loss ls: its weight), or "teacher": the
+    # teacher's probability outside its top-k at each position (what kl's uniform tail spreads).
+    smoothing: float | str = 0.0
+    # How the teacher's weight changes as training goes on (see teacher_weight).
+    weight_schedule: str = "constant"
+    kl_tail: str = "uniform"  # what kl does with the teacher's mass outside its top-k (losses.kl_topk)
     optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -154,7 +165,7 @@ def _wrong_type(cls, values: dict, prefix: str = "") -> str | None:
 def check_config(config: RunConfig) -> None:
     for name in ("weight", "smoothing", "min_improvement", "valid_fraction", "lr", "weight_decay", "clip",
                  "max_time"):
-        if getattr(config, name) is not None and not math.isfinite(getattr(config, name)):
+        if isinstance(getattr(config, name), float) and not math.isfinite(getattr(config, name)):
             raise NgteachError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(config, name)}")
     if not 0 <= config.seed < 2 ** 32:
         raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
@@ -170,9 +181,18 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {config.schedule!r}")
     if config.weight < 0 or (config.loss in ("ls", "kl") and config.weight > 1):
         raise NgteachError(f"--weight {config.weight} is out of range for --loss {config.loss}")
-    if not 0 <= config.smoothing < 1 or (config.smoothing and config.loss in ("ce", "ls")):
-        raise NgteachError(f"--smoothing {config.smoothing} needs --loss rank or kl and a value in [0, 1) "
-                           "(--loss ls --weight W is label smoothing alone)")
+    if (not (config.smoothing == TEACHER_SMOOTHING
+             or isinstance(config.smoothing, (int, float)) and 0 <= config.smoothing < 1)
+            or (config.smoothing and config.loss not in TEACHER_LOSSES)):
+        raise NgteachError(f"--smoothing {config.smoothing} needs --loss rank, pl or kl and a value in [0, 1) or "
+                           f"{TEACHER_SMOOTHING} (--loss ls --weight W is label smoothing alone)")
+    parse_weight_schedule(config.weight_schedule)
+    if config.weight_schedule != "constant" and config.loss not in TEACHER_LOSSES:
+        raise NgteachError(f"--weight-schedule {config.weight_schedule} needs a teacher (--loss rank, pl or kl)")
+    if config.kl_tail not in KL_TAILS:
+        raise NgteachError(f"--kl-tail must be one of {', '.join(KL_TAILS)}, not {config.kl_tail!r}")
+    if config.kl_tail != "uniform" and config.loss != "kl":
+        raise NgteachError(f"--kl-tail {config.kl_tail} is for --loss kl, not {config.loss}")
     if not 0 <= config.min_improvement < 1:
         raise NgteachError(f"--min-improvement must be in [0, 1), not {config.min_improvement}")
     if not 0 < config.valid_fraction < 1:
@@ -210,7 +230,7 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
     stream = torch.from_numpy(np.asarray(model.tokens(), dtype=np.int64))
     notes = []
     teacher = None
-    if config.loss in ("rank", "kl"):
+    if config.loss in TEACHER_LOSSES:
         if not Path(config.ranks).exists():
             raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one, made "
                                "by 'ngteach rank'; --loss ce trains without a teacher)")
@@ -219,6 +239,13 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
                             f"the model {config.model_dir} and its corpus")
         teacher = TeacherReader(ranks, config.k, config.min_order, config.partition)
         teacher.check_rows(len(stream), len(model.vocab))
+        if config.loss == "pl" and not teacher.gt_first:
+            raise NgteachError(f"{config.ranks}: --loss pl ranks the true word first, and this ranks file was made "
+                               "without it (--no-gt-first)")
+        if config.smoothing == TEACHER_SMOOTHING and not teacher.has_logprobs:
+            raise NgteachError(f"{config.ranks}: --smoothing teacher needs the teacher's log-probabilities in the "
+                               "ranks file (a Kneser-Ney, ARPA or neural teacher's, made with --scores); this one "
+                               "has " + json.dumps(ranks.header["scores"]))
         if config.loss == "kl" and not teacher.has_logprobs:
             raise NgteachError(f"{config.ranks}: --loss kl needs teacher log-probabilities in the ranks file "
                                "(scores of kind 'logprob'); this one has " + json.dumps(ranks.header["scores"]))
@@ -257,30 +284,86 @@ def encode_file(model: NgramModel, path: str) -> torch.Tensor:
 # ---- the objective ----------------------------------------------------------------------
 
 def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
-              teacher: TeacherRows | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to minimise, cross-entropy) per target token."""
-    if config.loss == "rank" and teacher.gt_first:
+              teacher: TeacherRows | None, weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, cross-entropy) per target token, with the teacher's term at
+    ``weight`` (default ``config.weight``; :func:`teacher_weight` gives it by schedule)."""
+    weight = config.weight if weight is None else weight
+    smoothing = leftover_mass(teacher) if config.smoothing == TEACHER_SMOOTHING else config.smoothing
+    if config.loss in ("rank", "pl") and teacher.gt_first:
         # The true word's Plackett-Luce term is its cross-entropy: one pass gives both.
         terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
         ce = terms[..., 0]
-        return smoothed(ce, logits, targets, config.smoothing) + config.weight * terms[..., 1:].sum(-1), ce
+        loss = smoothed(ce, logits, targets, smoothing) + weight * terms[..., 1:].sum(-1)
+        # pl: the paper's objective averages the terms over the row's real entries.
+        return (loss / teacher.mask.sum(-1) if config.loss == "pl" else loss), ce
     ce = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     if config.loss == "ls":
         return smoothed(ce, logits, targets, config.weight), ce
     if config.loss == "rank":
         ranking = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask).sum(-1)
-        return smoothed(ce, logits, targets, config.smoothing) + config.weight * ranking, ce
+        return smoothed(ce, logits, targets, smoothing) + weight * ranking, ce
     if config.loss == "kl":
-        kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask)
-        return (1 - config.weight) * smoothed(ce, logits, targets, config.smoothing) + config.weight * kl, ce
+        kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, config.kl_tail)
+        return (1 - weight) * smoothed(ce, logits, targets, smoothing) + weight * kl, ce
     return ce, ce
 
 
-def smoothed(ce: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+def leftover_mass(teacher: TeacherRows) -> torch.Tensor:
+    """The teacher's probability outside the real entries of each row [...]: what kl's
+    uniform tail spreads over the other words. The sum is taken in float64, as kl_topk does."""
+    inside = torch.where(teacher.mask, teacher.logprobs.double().exp(), 0).sum(-1)
+    return (1 - inside).clamp(0, 1).float()
+
+
+def parse_weight_schedule(schedule: str) -> tuple[str, float | None]:
+    """(kind, span) of a ``--weight-schedule``: ``constant``, ``linear:EPOCHS`` and
+    ``linear-tokens:TOKENS`` (the weight falls in a straight line to 0 over that span),
+    or ``plateau`` (the teacher is dropped at the first epoch whose validation perplexity
+    is not ``min_improvement`` better than the best before it)."""
+    kind, _, span = schedule.partition(":")
+    if kind in ("constant", "plateau") and not span:
+        return kind, None
+    try:
+        value = float(span) if kind == "linear" else int(span) if kind == "linear-tokens" else None
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < math.inf:
+        raise NgteachError(f"--weight-schedule must be one of {', '.join(WEIGHT_SCHEDULES)} (a positive "
+                           f"span), not {schedule!r}")
+    return kind, value
+
+
+def teacher_weight(config: RunConfig, tokens: int, epoch_tokens: int, history: list[float]) -> float:
+    """The teacher's weight after ``tokens`` training tokens (``epoch_tokens`` an epoch),
+    given the validation losses of the epochs so far (``history``)."""
+    kind, span = parse_weight_schedule(config.weight_schedule)
+    if kind == "linear":
+        return config.weight * max(0.0, 1 - tokens / (span * epoch_tokens))
+    if kind == "linear-tokens":
+        return config.weight * max(0.0, 1 - tokens / span)
+    if kind == "plateau" and plateau_reached(history, config.min_improvement):
+        return 0.0
+    return config.weight
+
+
+def plateau_reached(history: list[float], min_improvement: float) -> bool:
+    """Whether an epoch of ``history`` (validation losses) was not ``min_improvement``
+    better in perplexity than the best epoch before it."""
+    best = math.inf
+    for loss in history:
+        if not math.expm1(best - loss) > min_improvement:
+            return True
+        best = min(best, loss)
+    return False
+
+
+def smoothed(ce: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
+             smoothing: float | torch.Tensor) -> torch.Tensor:
     """Cross-entropy with uniform label smoothing as in F.cross_entropy: ``smoothing / V``
-    on every word, the target included. The mean log-probability comes from the
-    cross-entropy already computed (log Z = ce + the target's logit): no second softmax."""
-    if not smoothing:
+    on every word, the target included (``smoothing``: one weight, or one per position).
+    The mean log-probability comes from the cross-entropy already computed (log Z = ce +
+    the target's logit): no second softmax."""
+    if isinstance(smoothing, (int, float)) and not smoothing:
         return ce
     logits = logits.float()
     mean_logp = logits.mean(-1) - (ce + logits.gather(-1, targets[..., None])[..., 0])
@@ -530,6 +613,13 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
         return any(distributed.gather(spent))
 
     budgeted = config.max_tokens is not None or config.max_time is not None
+    epoch_tokens = sum(batch.targets.numel() for batch in train_batches(config, data, 1, distributed.rank,
+                                                                        distributed.world)) * distributed.world
+
+    def weight(tokens: int) -> float:
+        """The teacher's weight ``tokens`` into the current epoch."""
+        return teacher_weight(config, state["tokens"] + tokens, epoch_tokens, state["history"])
+
     while (state["epoch"] < config.epochs and state["bad_epochs"] < config.patience
            and not _out_of_budget(config, state["tokens"], state["wall_s"])):
         epoch = state["epoch"] + 1
@@ -537,10 +627,11 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
         mid_epoch = ((lambda: _record_epoch(config, None, model, optimizer, state, None, _rng_state(distributed)))
                      if distributed.world == 1 else None)
         partial = _train_epoch(config, data, wrapped, optimizer, epoch, distributed, device, progress,
-                               state["partial"], mid_epoch, over_budget if budgeted else None)
+                               state["partial"], mid_epoch, over_budget if budgeted else None, weight)
         state["partial"] = _fresh_epoch()
         tokens, train_seconds = partial["tokens"], partial["seconds"]
         train_loss, train_ce = partial["loss_sum"] / partial["tokens"], partial["ce_sum"] / partial["tokens"]
+        last_weight = weight(tokens)  # the weight at the epoch's end, before its validation counts
         with averaged_weights(model, optimizer):
             valid_logprobs = token_logprobs(model, data.valid, data.valid_before, config.eval_columns,
                                             config.student.window, device)
@@ -559,6 +650,7 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
                    "train_ppl": perplexity(train_ce), "valid_ppl": perplexity(valid_nll),
                    "valid_ppl_no_oov": oov_figures("valid", valid_logprobs, data.valid.numpy(), data.unk)[
                        "valid_ppl_no_oov"],
+                   "teacher_weight": last_weight if config.loss in TEACHER_LOSSES else None,
                    "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tokens / train_seconds,
                    "wall_s": state["wall_s"]}
         schedule_lr(config, optimizer, epoch, progressed)
@@ -669,10 +761,12 @@ def _fresh_epoch() -> dict:
 
 
 def _train_epoch(config, data, model, optimizer, epoch, distributed, device, progress, partial: dict,
-                 checkpoint: Callable[[], None] | None, over_budget: Callable[[dict], bool] | None) -> dict:
+                 checkpoint: Callable[[], None] | None, over_budget: Callable[[dict], bool] | None,
+                 weight: Callable[[int], float]) -> dict:
     """Train on the epoch's batches from ``partial["batch"]`` on; update and return ``partial``.
     ``checkpoint()`` is called every ``config.checkpoint_every`` batches; the epoch ends
-    early once ``over_budget(partial)``."""
+    early once ``over_budget(partial)``; ``weight(tokens)`` is the teacher's weight after
+    ``tokens`` tokens of the epoch."""
     model.train()
     batches = list(train_batches(config, data, epoch, distributed.rank, distributed.world))
     advance = progress(f"epoch {epoch}", len(batches)) if progress and distributed.is_main else None
@@ -685,7 +779,7 @@ def _train_epoch(config, data, model, optimizer, epoch, distributed, device, pro
         teacher = data.teacher.rows(batch.positions) if data.teacher is not None else None
         with distributed.autocast():
             logits, hidden = model(batch.inputs.to(device), hidden)
-        loss, ce = objective(config, logits, batch.targets.to(device), _to(teacher, device))
+        loss, ce = objective(config, logits, batch.targets.to(device), _to(teacher, device), weight(partial["tokens"]))
         optimizer.zero_grad(set_to_none=True)
         loss.mean().backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)

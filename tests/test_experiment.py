@@ -413,6 +413,9 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),
     (("discount_fallback = true", "discount_fallback = \"yes\""), "discount_fallback must be true or false"),
+    (("weight = 0.1", "weight = 0.1\nsmoothing = \"teacher\"\nteachers = [\"count2\"]"),
+     "smoothing = \"teacher\" needs a teacher with log-probabilities; 'count2' \\(count\\) has none"),
+    (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),
     (("baseline = \"ce\"", "baseline = \"ce\"\nmetric = \"oov\""), "metric must be one of all, exclude-oov, not 'oov'"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 0"), "min_count must be an integer of at least 1, not 0"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 2.0"), "min_count must be an integer"),
@@ -485,6 +488,13 @@ def test_interrupted_runs_go_first_then_every_configuration_seed_by_seed(tmp_pat
     (tmp_path / "out/docs/runs/kl@kn2-s0/checkpoints/last.pt").write_bytes(b"")
     assert [run.directory.name for run in in_run_order(runs, spec.seeds)] == [
         "kl@kn2-s0", "ce-s2", "rank@count2-s2", "rank@kn2-s2", "kl@kn2-s2", "ce-s0", "rank@count2-s0", "rank@kn2-s0"]
+    # two corpora take turns within a seed
+    two = SPEC.replace("[teachers.count2]", '[corpora.more]\ntrain = "more.txt"\nvalid_fraction = 0.1\n'
+                                            'test_fraction = 0.1\n\n[teachers.count2]')
+    spec = parse_spec(tomllib.loads(two), tmp_path)
+    assert [run.name for run in in_run_order(plan_runs(spec, tmp_path / "two"), spec.seeds)] == [
+        "docs/ce-s0", "more/ce-s0", "docs/rank@count2-s0", "more/rank@count2-s0", "docs/rank@kn2-s0",
+        "more/rank@kn2-s0", "docs/kl@kn2-s0", "more/kl@kn2-s0"]
 
 
 # SPEC's student and losses, with a born-again teacher alone.

@@ -209,3 +209,27 @@ def test_kl_topk_is_zero_when_the_student_is_the_teacher():
     ranks = teacher.argsort(-1, descending=True)[:, :25]
     loss = kl_topk(teacher.log(), ranks, teacher.gather(-1, ranks).log())
     torch.testing.assert_close(loss, torch.zeros(4), atol=1e-5, rtol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 30), st.integers(0, 2**31 - 1), st.sampled_from([1.0, 2.0]))
+def test_kl_topk_renormalised_matches_the_dense_teacher_without_a_tail(vocab, seed, temperature):
+    generator = torch.Generator().manual_seed(seed)
+    k = int(torch.randint(1, vocab + 1, (1,), generator=generator))
+    teacher = torch.softmax(torch.randn(vocab, generator=generator, dtype=torch.float64) * 2, -1)
+    ranks = torch.randperm(vocab, generator=generator)[:k]
+    length = int(torch.randint(1, k + 1, (1,), generator=generator))
+    mask = torch.arange(k) < length
+    logits = torch.randn(vocab, generator=generator, dtype=torch.float64)
+    top = teacher[ranks].log()
+    got = kl_topk(logits.float(), torch.where(mask, ranks, 0), top.float(), temperature, mask, tail="renormalise")
+    # the dense teacher: the real entries' probabilities renormalised, nothing anywhere else
+    p = torch.zeros(vocab, dtype=torch.float64)
+    p[ranks[:length]] = teacher[ranks[:length]] ** (1 / temperature)
+    p = p / p.sum()
+    q = torch.log_softmax(logits / temperature, -1)
+    support = p > 0
+    expected = (p[support] * (p[support].log() - q[support])).sum() * temperature**2
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="tail must be one of uniform, renormalise"):
+        kl_topk(logits, ranks, top, tail="spread")

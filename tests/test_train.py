@@ -21,7 +21,7 @@ from corpora import NgteachError
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile, RankFileWriter, build_model, write_ranks
 from student import train
-from student.data import GT_PARTITION, TeacherReader, bptt_batches, window_batches
+from student.data import GT_PARTITION, TeacherReader, TeacherRows, bptt_batches, window_batches
 from student.model import student_config
 from student.train import RunConfig, evaluate_run, objective, run
 
@@ -142,6 +142,64 @@ def test_smoothing_label_smooths_the_cross_entropy_term_of_rank(teacher, k):
     smooth = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none", label_smoothing=0.2)
     torch.testing.assert_close(ce, plain)
     torch.testing.assert_close(loss - unsmoothed, smooth - plain)  # only the cross-entropy term changed
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_pl_is_the_papers_objective_averaged_over_the_real_entries(teacher, smoothing):
+    model = NgramModel(teacher / "ngteach-model")
+    positions = torch.arange(40, 46).view(2, 3)
+    logits = torch.randn(2, 3, len(model.vocab), dtype=torch.float64).float()
+    targets = torch.from_numpy(np.asarray(model.tokens()[positions.numpy()], dtype=np.int64))
+    rows = TeacherReader(RankFile(teacher / "ranks.bin"), min_order=2).rows(positions)  # rows of several lengths
+    assert len(set(rows.mask.sum(-1).flatten().tolist())) > 1
+    loss, ce = objective(RunConfig(loss="pl", smoothing=smoothing), logits, targets, rows)
+    for b, t in np.ndindex(2, 3):
+        n = int(rows.mask[b, t].sum())
+        ids, orders = rows.ranks[b, t, :n].tolist(), rows.partitions[b, t, :n].tolist()
+        row_logits = logits[b, t].double()
+        # the loop: each entry's cost against the words not placed in an earlier partition
+        costs, placed, j = [], set(), 0
+        while j < n:
+            end = next((e for e in range(j, n) if orders[e] != orders[j]), n)
+            allowed = [w for w in range(len(model.vocab)) if w not in placed]
+            costs += [float(torch.logsumexp(row_logits[allowed], 0) - row_logits[ids[e]]) for e in range(j, end)]
+            placed.update(ids[j:end])
+            j = end
+        smooth = float(F.cross_entropy(row_logits, torch.tensor(ids[0]), label_smoothing=smoothing))
+        assert costs[0] == pytest.approx(float(ce[b, t]), rel=1e-5)
+        assert float(loss[b, t]) == pytest.approx((smooth + sum(costs[1:])) / n, rel=1e-5)
+
+
+def test_teacher_weight_schedules_by_hand():
+    config = RunConfig(loss="rank", weight=0.5)
+    weight = lambda schedule, tokens, history=(): train.teacher_weight(  # noqa: E731
+        replace(config, weight_schedule=schedule), tokens, 1000, list(history))
+    assert weight("constant", 10**9) == 0.5
+    assert [weight("linear:2", t) for t in (0, 500, 1000, 1500, 2000, 5000)] == [0.5, 0.375, 0.25, 0.125, 0.0, 0.0]
+    assert [weight("linear:0.5", t) for t in (0, 250, 600)] == [0.5, 0.25, 0.0]
+    assert [weight("linear-tokens:4000", t) for t in (0, 1000, 4000)] == [0.5, 0.375, 0.0]
+    # plateau: on until an epoch is not 0.1% better in perplexity than the best before it, then off for good
+    better = [5.0, 4.9, 4.8]
+    assert weight("plateau", 0, better) == 0.5
+    assert weight("plateau", 0, [5.0, 4.9, 4.9 - 0.0005]) == 0.0  # 0.05% better: a plateau
+    assert weight("plateau", 0, [5.0, 5.1, 4.0]) == 0.0  # worse once is enough, whatever comes after
+    for bad in ("linear", "linear:0", "linear:-1", "linear-tokens:1.5", "cosine", "plateau:3", "linear:inf"):
+        with pytest.raises(NgteachError, match="--weight-schedule must be one of"):
+            train.check_config(replace(config, weight_schedule=bad))
+    with pytest.raises(NgteachError, match="--weight-schedule plateau needs a teacher"):
+        train.check_config(RunConfig(loss="ls", weight_schedule="plateau"))
+
+
+def test_a_linear_schedule_reaches_the_runs_batches(teacher, tmp_path):
+    def metrics(out: str, **changes) -> list[dict]:
+        run(tiny_config(teacher, tmp_path / out, loss="rank", weight=0.5, epochs=2, patience=9, **changes),
+            log=lambda m: None)
+        return [json.loads(line) for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+
+    scheduled, constant = metrics("linear", weight_schedule="linear:2"), metrics("constant")
+    assert [m["teacher_weight"] for m in scheduled] == pytest.approx([0.25, 0.0])
+    assert [m["teacher_weight"] for m in constant] == [0.5, 0.5]
+    assert all(s["train_loss"] < c["train_loss"] for s, c in zip(scheduled, constant))  # less weight, less loss
 
 
 # ---- whole runs -----------------------------------------------------------------------------
@@ -555,3 +613,29 @@ def test_kl_from_teacher_logprobs(teacher, tmp_path):
     summary = run(tiny_config(teacher, tmp_path / "kl", loss="kl", weight=0.5, ranks=str(tmp_path / "logprobs.bin")),
                   log=lambda m: None)
     assert math.isfinite(summary["test_ppl"])
+
+
+def test_teacher_smoothing_is_each_positions_leftover_mass(teacher, tmp_path):
+    model = NgramModel(teacher / "ngteach-model")
+    positions = torch.arange(40, 46).view(2, 3)
+    vocab = len(model.vocab)
+    logits = torch.randn(2, 3, vocab)
+    targets = torch.from_numpy(np.asarray(model.tokens()[positions.numpy()], dtype=np.int64))
+    logprobs = torch.log(torch.tensor([[[0.5, 0.2], [0.3, 0.3], [0.9, 0.1]], [[0.05, 0.05], [0.6, 0.0], [0.25, 0.25]]]))
+    mask = torch.tensor([[[True, True], [True, True], [True, True]], [[True, True], [True, False], [True, True]]])
+    rows = TeacherRows(torch.stack([targets, (targets + 1) % vocab], -1), None, mask, logprobs, True)
+    leftover = [[0.3, 0.4, 0.0], [0.9, 0.4, 0.5]]  # 1 - the real entries' probabilities, by hand
+    loss, ce = objective(RunConfig(loss="rank", weight=0.0, smoothing="teacher"), logits, targets, rows)
+    for b, t in np.ndindex(2, 3):
+        expected = F.cross_entropy(logits[b, t], targets[b, t], label_smoothing=leftover[b][t])
+        assert float(loss[b, t]) == pytest.approx(float(expected), rel=1e-5)
+    # from the command line too, and refused for a teacher without log-probabilities
+    result = subprocess.run([*COMMAND, "distill", "--size", "tiny", "--epochs", "1", "--max-tokens", "500",
+                             "--smoothing", "teacher", "--model", str(teacher / "ngteach-model"), "--ranks",
+                             str(teacher / "ranks.bin"), "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 1 and "--smoothing teacher needs the teacher's log-probabilities" in result.stderr
+    assert not (tmp_path / "r").exists()
+    for bad, says in (("lots", "--smoothing must be a number or teacher, not 'lots'"), ("1.5", "--smoothing 1.5 needs")):
+        result = subprocess.run([*COMMAND, "distill", "--smoothing", bad, "--out", str(tmp_path / "r")],
+                                capture_output=True, text=True)
+        assert result.returncode != 0 and says in result.stderr
