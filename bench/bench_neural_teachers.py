@@ -1,4 +1,4 @@
-"""Benchmark the hf-causal teacher: positions/s of ``write_neural_ranks`` (what ``ngteach rank
+"""Benchmark the hf-causal teacher: positions/s of ``write_ranks`` (what ``ngteach rank
 --teacher hf-causal:DIR`` runs, model loading left out), this working tree against a baseline
 revision of student/neural_teachers.py, on the same stream.
 
@@ -36,8 +36,8 @@ import torch
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # the repo's own package, whatever the installed copy looks like
-from ngram_teacher import NgramModel, RankFile, build_model  # noqa: E402
-from student import neural_teachers  # noqa: E402
+import student  # noqa: E402, F401  (the neural teachers' specs)
+from ngram_teacher import NgramModel, RankFile, build_model, load_teacher, write_ranks  # noqa: E402
 
 SHAPES = {"tiny": dict(n_layer=1, n_embd=32, n_head=2), "small": dict(n_layer=12, n_embd=768, n_head=12)}
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
@@ -74,13 +74,19 @@ def build_teacher(directory: Path, shape: str, lines: list[str], pieces: int) ->
     return directory
 
 
-def rank(module, teacher_dir: Path, model: NgramModel, stream: np.ndarray, k: int, out: Path) -> str:
-    """Rank ``stream`` with ``module``'s hf-causal teacher (the progress callback must see
-    every position): positions/s of wall and of CPU time."""
-    teacher = module.load_neural_teacher(f"hf-causal:{teacher_dir}", model, torch.device("cpu"))
+def rank(baseline, teacher_dir: Path, model: NgramModel, stream: np.ndarray, k: int, out: Path) -> str:
+    """Rank ``stream`` with the hf-causal teacher of this tree, or of the ``baseline``
+    module (the progress callback must see every position): positions/s of wall and of CPU time."""
+    spec, device = f"hf-causal:{teacher_dir}", torch.device("cpu")
     seen = []
+    if baseline is None:
+        teacher = load_teacher(spec, model, device=device)
+        write = lambda: write_ranks(teacher, stream, out, k, with_scores=True, on_rows=seen.append)  # noqa: E731
+    else:  # the baseline's own functions of then
+        teacher = baseline.load_neural_teacher(spec, model, device)
+        write = lambda: baseline.write_neural_ranks(model, teacher, stream, out, k, on_rows=seen.append)  # noqa: E731
     wall, cpu = time.perf_counter(), time.process_time()
-    module.write_neural_ranks(model, teacher, stream, out, k, on_rows=seen.append)
+    write()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert sum(seen) == len(stream), (sum(seen), len(stream))
     return (f"{len(stream):6,} positions in {wall:7.1f} s: {len(stream) / wall:8.1f} positions/s "
@@ -111,10 +117,10 @@ def bench(shape: str, args, baseline, work: Path) -> None:
     stream = np.asarray(model.tokens())[:args.positions]
     print(f"{shape}: GPT-2 {SHAPES[shape]}, {args.pieces} pieces; vocabulary {len(model.vocab):,} words of "
           f"{len(lines):,} lines; k={args.k}; {torch.get_num_threads()} threads")
-    print(f"  new       {rank(neural_teachers, teacher_dir, model, stream, args.k, work / 'new.bin')}")
+    print(f"  new       {rank(None, teacher_dir, model, stream, args.k, work / 'new.bin')}")
     if args.baseline_positions:
         few = stream[:args.baseline_positions]
-        print(f"  new       {rank(neural_teachers, teacher_dir, model, few, args.k, work / 'new.bin')}")
+        print(f"  new       {rank(None, teacher_dir, model, few, args.k, work / 'new.bin')}")
         print(f"  {args.baseline:9} {rank(baseline, teacher_dir, model, few, args.k, work / 'old.bin')}")
         print("  " + agreement(RankFile(work / "new.bin"), RankFile(work / "old.bin"), teacher_dir, model, few,
                                baseline.PIECE_CONTEXT))

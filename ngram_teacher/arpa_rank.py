@@ -36,7 +36,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -46,8 +46,8 @@ from corpora.vocab import Vocabulary
 
 from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables, read_arpa
 from .model import NgramModel, file_sha256
-from .rank import check_k, check_min_order, ranks_header
-from .rankfile import write_rank_file
+from .rank import check_k, check_min_order
+from .rankfile import LOGPROB_SCORES
 
 NONE = -1
 BLOCK_ROWS = 1 << 14
@@ -55,7 +55,6 @@ FIRST_WIDTH = 8  # candidates read per level at first (then 16, 32, ... for the 
 LN10 = math.log(10)
 # KenLM's stand-in for a model without <unk>: log10 p(<unk>) = -100.
 MISSING_UNK_LOG10 = -100.0
-SCORES = {"kind": "logprob", "dtype": "<f4"}
 # A row's entries are sorted as one uint64 each: the score's order-preserving bits, then
 # the word id (27 bits) and the order (5 bits, so orders up to 31).
 _ID_BITS, _ORDER_BITS = 27, 5
@@ -159,16 +158,23 @@ class ArpaTeacher:
     words). ARPA words outside the vocabulary, and ``<s>``, are never candidates. An
     ARPA model without ``<unk>`` gets one with log10 probability -100, as KenLM does.
     ``k`` is the largest row length asked of it (that many unknown words, all tied at
-    ``<unk>``'s probability, are kept as candidates).
+    ``<unk>``'s probability, are kept as candidates). A teacher (:mod:`ngram_teacher.teachers`)
+    of ``model``, when given (the model whose vocabulary it ranks): rows sorted by
+    probability, every entry its own partition, natural-log probabilities as scores.
     """
 
-    def __init__(self, tables: ArpaTables, vocab: Vocabulary, k: int, source: dict | None = None):
+    partition = "strict"
+    scores = LOGPROB_SCORES
+    online = True
+
+    def __init__(self, tables: ArpaTables, vocab: Vocabulary, k: int, source: dict | None = None,
+                 model: NgramModel | None = None):
         check_k(k)
         if not 1 <= tables.order <= 2**_ORDER_BITS - 1:
             raise NgteachError(f"an ARPA model of order 1 to {2**_ORDER_BITS - 1} is needed, not {tables.order}")
         if len(vocab) >= 2**_ID_BITS:
             raise NgteachError(f"vocabularies of {2**_ID_BITS:,} words or more are not supported")
-        self.k, self.order, self.source = k, tables.order, source or {}
+        self.k, self.order, self.source, self.model = k, tables.order, source or {}, model
         words, unigrams = _with_unknown(tables)
         self.n_words = len(words)
         self.unk = words.index(UNK)
@@ -245,28 +251,39 @@ class ArpaTeacher:
     # ---- ranking ----------------------------------------------------------------------
 
     def rank_into(self, stream: np.ndarray, ids: np.ndarray, orders: np.ndarray, scores: np.ndarray | None = None,
-                  gt_first: bool = True, pad_id: int | None = None, on_rows: Callable[[int], None] | None = None,
-                  min_order: int = 1, starts_sentence: bool = True) -> None:
+                  gt_first: bool = True, pad_id: int | None = None, min_order: int = 1, threads: int | None = None,
+                  on_rows: Callable[[int], None] | None = None, starts_sentence: bool = True) -> None:
         """Fill ``ids``/``orders``/``scores`` ([len(stream), k]; scores natural-log
         float32, may be None) with the ranks of every position of ``stream``. Levels
         below ``min_order`` are left out (rows may end in padding: order 0, id
         ``pad_id``, score -inf). ``starts_sentence``: the stream's first position follows
-        ``<s>`` (else it has no context at all)."""
+        ``<s>`` (else it has no context at all). ``threads`` is unused (one thread)."""
+        check_min_order(min_order, self.order)
+        for start in range(0, len(stream), BLOCK_ROWS):
+            stop = min(start + BLOCK_ROWS, len(stream))
+            self.rank_runs(stream, [(start, stop)], ids[start:stop], orders[start:stop],
+                           None if scores is None else scores[start:stop], gt_first, pad_id, min_order,
+                           starts_sentence)
+            if on_rows:
+                on_rows(stop - start)
+
+    def rank_runs(self, stream: np.ndarray, runs: list[tuple[int, int]], ids: np.ndarray, orders: np.ndarray,
+                  scores: np.ndarray | None, gt_first: bool = True, pad_id: int | None = None, min_order: int = 1,
+                  starts_sentence: bool = True) -> None:
+        """The rows of the positions of ``runs`` ((start, stop) pairs), one run after the
+        other, into ``ids``/``orders``/``scores``, as :meth:`rank_into` fills them: all
+        runs in one vectorized pass, so that a training batch's columns cost one call."""
         k = ids.shape[1]
         if k > self.k:
             raise ValueError(f"this teacher was built for rows of at most {self.k} entries, not {k}")
-        check_min_order(min_order, self.order)
         pad_id = np.iinfo(ids.dtype).max if pad_id is None else pad_id
-        for start in range(0, len(stream), BLOCK_ROWS):
-            stop = min(start + BLOCK_ROWS, len(stream))
-            rows = self._rows(stream, start, stop, starts_sentence)
-            block = self._rank_rows(rows, np.asarray(stream[start:stop], np.int64), k, gt_first, min_order)
-            ids[start:stop] = np.where(block[1] > 0, block[0], pad_id)
-            orders[start:stop] = block[1]
-            if scores is not None:
-                scores[start:stop] = block[2]
-            if on_rows:
-                on_rows(stop - start)
+        rows = self._rows(stream, runs, starts_sentence)
+        truth = np.concatenate([np.asarray(stream[start:stop], np.int64) for start, stop in runs])
+        block = self._rank_rows(rows, truth, k, gt_first, min_order)
+        ids[:] = np.where(block[1] > 0, block[0], pad_id)
+        orders[:] = block[1]
+        if scores is not None:
+            scores[:] = block[2]
 
     def _context_words(self, stream: np.ndarray, start: int, stop: int, starts_sentence: bool) -> np.ndarray:
         """The ARPA word before each position of [start, stop): ``<s>`` at a sentence
@@ -280,20 +297,29 @@ class ArpaTeacher:
             before = np.concatenate(([self.bos if starts_sentence else NONE], before))
         return before
 
-    def _rows(self, stream: np.ndarray, start: int, stop: int, starts_sentence: bool) -> _Rows:
-        """Context nodes of positions [start, stop): the j-gram of context ending at
+    def _rows(self, stream: np.ndarray, runs: list[tuple[int, int]], starts_sentence: bool) -> _Rows:
+        """Context nodes of the positions of ``runs``: the j-gram of context ending at
         position p is the child of the (j-1)-gram ending at p-1, so each length is one
-        lookup per position, after a margin of N-2 positions before the block."""
-        margin = min(start, max(self.order - 2, 0))
-        words = self._context_words(stream, start - margin, stop, starts_sentence)
-        nodes = [np.zeros(stop - start, np.int64)]
+        lookup per position, after a margin of N-2 positions before each run (read side
+        by side, no chain reaching from one run into the one before it)."""
+        words, keep, first, at = [], [], [], 0
+        for start, stop in runs:
+            margin = min(start, max(self.order - 2, 0))
+            words.append(self._context_words(stream, start - margin, stop, starts_sentence))
+            keep.append(np.arange(at + margin, at + margin + stop - start))
+            first.append(at)
+            at += margin + stop - start
+        words, keep = np.concatenate(words), np.concatenate(keep)
+        starts_run = np.zeros(len(words), bool)
+        starts_run[first] = True
+        nodes = [np.zeros(len(keep), np.int64)]
         node = np.zeros(len(words), np.int64)  # the empty context: its children are the 1-grams
         for j in range(1, self.order):
             if j > 1:  # extend the (j-1)-gram ending one position earlier; nothing reaches past <s>
-                node = np.where(words == self.bos, NONE, np.concatenate(([NONE], node[:-1])))
+                node = np.where((words == self.bos) | starts_run, NONE, np.concatenate(([NONE], node[:-1])))
             node = self._child(j, node, words)
-            nodes.append(node[margin:])
-        above = [np.zeros(stop - start, np.float32)]
+            nodes.append(node[keep])
+        above = [np.zeros(len(keep), np.float32)]
         for j in range(self.order - 1, 0, -1):  # above[j]: backoffs of the contexts longer than j
             backoff = self.orders[j - 1].ln_backoff[np.maximum(nodes[j], 0)]
             above.insert(0, above[0] + np.where(nodes[j] != NONE, backoff, np.float32(0)))
@@ -377,7 +403,8 @@ class ArpaTeacher:
 
     def describe(self, min_order: int = 1) -> dict:
         """The ranks header's ``teacher`` object."""
-        return {"kind": "arpa", **self.source, "order": self.order, "min_order": min_order, "ties": "word id"}
+        return {"kind": "arpa", **self.source, "order": self.order, "min_order": min_order, "ties": "word id",
+                "partition": self.partition}
 
 
 def _with_unknown(tables: ArpaTables) -> tuple[list[str], ArpaOrder]:
@@ -454,31 +481,7 @@ def load_teacher(arpa: str | os.PathLike, model: NgramModel, k: int,
     """Read an ARPA file and index it for ranking ``model``'s vocabulary."""
     path = Path(arpa)
     tables = read_arpa(path, on_bytes)
-    return ArpaTeacher(tables, model.vocab, k, {"arpa": path.name, "arpa_sha256": file_sha256(path)})
-
-
-def write_arpa_ranks(
-    model: NgramModel,
-    teacher: ArpaTeacher,
-    stream: np.ndarray,
-    target: str | os.PathLike | BinaryIO,
-    k: int,
-    gt_first: bool = True,
-    with_scores: bool = True,
-    corpus: str = "",
-    on_rows: Callable[[int], None] | None = None,
-    min_order: int = 1,
-) -> None:
-    """Rank ``stream`` (ids of ``model``'s vocabulary) with an ARPA teacher into a ranks
-    file at ``target`` (a path or an open binary stream), like :func:`rank.write_ranks`;
-    the scores are natural-log probabilities."""
-    check_k(k)
-    check_min_order(min_order, teacher.order)
-    header = ranks_header(model, stream, k, gt_first, corpus, teacher.describe(min_order),
-                          SCORES if with_scores else None)
-    write_rank_file(header, target, lambda arrays: teacher.rank_into(
-        stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first, header["pad_id"], on_rows,
-        min_order))
+    return ArpaTeacher(tables, model.vocab, k, {"arpa": path.name, "arpa_sha256": file_sha256(path)}, model)
 
 
 @dataclass

@@ -20,12 +20,13 @@ from corpora import NgteachError, WordTokenizer, check_corpus
 from student import cli as student_cli
 
 from .arpa import write_arpa
-from .arpa_rank import arpa_continuations, load_teacher, write_arpa_ranks
+from .arpa_rank import arpa_continuations, load_teacher as load_arpa_teacher
 from .kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, estimate_kneser_ney
 from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
 from .progress import progress_bars, say
-from .rank import continuations, write_ranks
+from .rank import continuations
 from .rankfile import RankFile
+from .teachers import CountTeacher, load_teacher, write_ranks
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a text corpus into an N-gram teacher, and train language models from its ranks.")
@@ -127,53 +128,55 @@ def rank(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
     gt_first: bool = typer.Option(True, "--gt-first/--no-gt-first",
                                   help="Put the true next token first (its own partition)."),
-    scores: bool = typer.Option(False, "--scores", help="Store the count of the supplying order per entry."),
+    scores: bool = typer.Option(False, "--scores", help="Store each entry's score: the count of its order (count "
+                                                         "teacher) or its natural-log probability (the others)."),
     min_order: int = typer.Option(1, "--min-order", min=1,
                                   help="Lowest backoff order listed (2 leaves out the unigram fill-ins)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Worker threads (default: all cores)."),
     arpa: Optional[Path] = typer.Option(None, help="Rank by this ARPA model's probabilities (any ARPA file, "
-                                                   "e.g. from 'ngteach arpa' or lmplz) instead of counts."),
+                                                   "e.g. from 'ngteach arpa' or lmplz): --teacher arpa:FILE."),
     teacher_spec: Optional[str] = typer.Option(None, "--teacher",
-                                               help="A neural teacher instead of counts: born-again:RUN (a student "
-                                                    "run), hf-causal:DIR or hf-masked:DIR (a local Hugging Face "
-                                                    "model; needs ngteach[hf])."),
+                                               help="The teacher, if not the model's counts: count:DIR (another "
+                                                    "model directory of the same vocabulary), arpa:FILE, "
+                                                    "born-again:RUN (a student run), hf-causal:DIR or hf-masked:DIR "
+                                                    "(a local Hugging Face model; needs the hf extra)."),
 ) -> None:
     """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md).
-    With --arpa or --teacher the entries are ordered by probability and --scores stores
-    natural-log probabilities (what --loss kl needs)."""
+    The count teacher lists entries by backoff level; an ARPA or neural teacher orders them
+    by probability, and --scores stores natural-log probabilities (what --loss kl needs)."""
     if output is None and sys.stdout.isatty():
         raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
                            "or use -o FILE")
     if output is not None:
         _check_output(output)
-    if teacher_spec is not None and (arpa is not None or min_order != 1):
-        raise NgteachError("--teacher takes neither --arpa nor --min-order")
+    if teacher_spec is not None and arpa is not None:
+        raise NgteachError("give --arpa FILE or --teacher SPEC, not both (--arpa FILE is --teacher arpa:FILE)")
     started = time.perf_counter()
-    teacher = NgramModel(model)
-    k = min(k, len(teacher.vocab))  # longer rows would hold only padding; the last line says which k
+    vocabulary = NgramModel(model)
+    k = min(k, len(vocabulary.vocab))  # longer rows would hold only padding; the last line says which k
     target = output if output is not None else sys.stdout.buffer
     with progress_bars() as bars:
         if corpus is None:
-            stream, source = teacher.tokens(), teacher.meta["corpus"]["path"]
+            stream, source = vocabulary.tokens(), vocabulary.meta["corpus"]["path"]
         else:
             read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
-            stream, source = teacher.tokenizer.encode_file(corpus, read), str(corpus.resolve())
-        if teacher_spec is not None:
-            from student.neural_teachers import load_neural_teacher, write_neural_ranks
-
-            neural = load_neural_teacher(teacher_spec, teacher)
-            ranked = bars.add("rank", len(stream), "positions")
-            write_neural_ranks(teacher, neural, stream, target, k, gt_first, scores, source, ranked)
-        elif arpa is None:
-            ranked = bars.add("rank", len(stream), "positions")
-            write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
-        else:
-            scorer = load_teacher(arpa, teacher, k, bars.add(f"read {arpa.name}", _file_size(arpa), "bytes"))
-            ranked = bars.add("rank", len(stream), "positions")
-            write_arpa_ranks(teacher, scorer, stream, target, k, gt_first, scores, source, ranked, min_order)
+            stream, source = vocabulary.tokenizer.encode_file(corpus, read), str(corpus.resolve())
+        teacher = _teacher(teacher_spec or (arpa and f"arpa:{arpa}"), vocabulary, k, bars)
+        ranked = bars.add("rank", len(stream), "positions")
+        write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
     seconds = time.perf_counter() - started
     say(f"ranked {len(stream):,} positions (k={k}) in {seconds:.1f} s "
         f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")
+
+
+def _teacher(spec: Optional[str], model: NgramModel, k: int, bars):
+    """The teacher of ``spec`` for ``model``'s vocabulary (its counts without one), an ARPA
+    file's reading shown as it goes."""
+    if spec is None:
+        return CountTeacher(model)
+    kind, path = spec.partition(":")[::2]
+    read = bars.add(f"read {Path(path).name}", _file_size(Path(path)), "bytes") if kind == "arpa" else None
+    return load_teacher(spec, model, k, on_bytes=read)
 
 
 @app.command()
@@ -225,7 +228,7 @@ def query(
         for place, candidate in enumerate(continuations(teacher, context, k), start=1):
             print(f"{place:>4}  {candidate.order:>5}  {candidate.count:>9,}  {candidate.word}")
         return
-    scorer = load_teacher(arpa, teacher, k)
+    scorer = load_arpa_teacher(arpa, teacher, k)
     print(f"after '{shown}' ({arpa.name}, order {scorer.order}{', at a line start' if bos else ''}):")
     print(f"{'rank':>4}  {'order':>5}  {'log10 p':>9}  word")
     for place, candidate in enumerate(arpa_continuations(teacher, scorer, context, k, bos), start=1):
@@ -279,6 +282,9 @@ def _describe_ranks(ranks: RankFile) -> None:
     print(f"  positions  {header['n_positions']:,} x k={header['k']} ({header['id_dtype']} ids, pad "
           f"{header['pad_id']})")
     print(f"  teacher    {json.dumps(header['teacher'])}")
+    declared = header["teacher"].get("partition")
+    how = "as the teacher declares" if declared else "not declared: made before teachers declared partitions"
+    print(f"  partition  {declared or 'order'} ({how})")
     print(f"  gt first   {header['gt_first']}")
     print(f"  scores     {json.dumps(header['scores'])}")
     print(f"  vocabulary {header['vocab_size']:,} (sha256 {header['vocab_sha256'][:16]}...)")

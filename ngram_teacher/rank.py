@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import numpy as np
 
 from corpora import NgteachError
 
 from . import kernels
-from .model import CountTables, NgramModel, tokens_sha256
-from .rankfile import FORMAT_VERSION, id_dtype_for, write_rank_file
+from .model import CountTables, NgramModel
 
 BLOCK_ROWS = 1 << 16
 
@@ -87,59 +86,3 @@ def check_k(k: int) -> None:
 def check_min_order(min_order: int, order: int) -> None:
     if not 1 <= min_order <= order:
         raise NgteachError(f"--min-order must be between 1 and the model's order {order}, not {min_order}")
-
-
-def ranks_header(model: NgramModel, stream: np.ndarray, k: int, gt_first: bool, corpus: str, teacher: dict,
-                 scores: dict | None) -> dict:
-    """The header of a ranks file of ``stream`` in the vocabulary of ``model``, made by
-    ``teacher`` (the header's ``teacher`` object), with ``scores`` described (or None)."""
-    id_dtype = id_dtype_for(len(model.vocab))
-    return {
-        "format_version": FORMAT_VERSION,
-        "n_positions": int(len(stream)),
-        "k": k,
-        "id_dtype": id_dtype,
-        "pad_id": int(np.iinfo(np.dtype(id_dtype)).max),
-        "vocab_size": len(model.vocab),
-        "vocab_sha256": model.meta["vocab_sha256"],
-        "tokens_sha256": tokens_sha256(stream),
-        "gt_first": gt_first,
-        "corpus": corpus,
-        "teacher": teacher,
-        "scores": scores,
-    }
-
-
-def count_teacher(model: NgramModel, min_order: int) -> dict:
-    """The header's ``teacher`` object for the count teacher of ``model``."""
-    return {
-        "kind": "count-ngram",
-        "order": model.order,
-        "min_order": min_order,
-        "ties": "word id",
-        "model_tokens_sha256": model.meta["tokens_sha256"],
-        "model_corpus_sha256": model.meta["corpus"]["sha256"],
-    }
-
-
-def write_ranks(
-    model: NgramModel,
-    stream: np.ndarray,
-    target: str | os.PathLike | BinaryIO,
-    k: int,
-    gt_first: bool = True,
-    with_scores: bool = False,
-    corpus: str = "",
-    threads: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
-    min_order: int = 1,
-) -> None:
-    """Rank ``stream`` into a ranks file at ``target`` (a path, or an open binary stream such
-    as standard output). The file is built aside and appears only once complete."""
-    check_k(k)
-    check_min_order(min_order, model.order)
-    header = ranks_header(model, stream, k, gt_first, corpus, count_teacher(model, min_order),
-                          {"kind": "count", "dtype": "<u4"} if with_scores else None)
-    write_rank_file(header, target, lambda arrays: rank_into(
-        model.tables, stream, arrays["ids"], arrays["orders"], arrays.get("scores"), gt_first, header["pad_id"],
-        threads, on_rows, min_order))

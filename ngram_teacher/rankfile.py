@@ -35,6 +35,9 @@ ALIGN = 64
 PREAMBLE = len(MAGIC) + 4
 ID_DTYPES = ("<u2", "<u4")
 SCORE_DTYPES = ("<u4", "<f4")
+# The header's scores object of the two kinds of scores teachers keep.
+COUNT_SCORES = {"kind": "count", "dtype": "<u4"}
+LOGPROB_SCORES = {"kind": "logprob", "dtype": "<f4"}
 
 
 def _integer(value) -> bool:

@@ -27,14 +27,24 @@ def distill(
                                         "plateau (0 from the first epoch validation does not improve)."),
     kl_tail: str = typer.Option("uniform", help="kl: the teacher's mass outside its top-k spread over the other "
                                 "words (uniform) or dropped, the top-k renormalised (renormalise)."),
-    partition: str = typer.Option("order", help="Rank partitions: order (backoff order), count (order and count; needs rank --scores), strict or none."),
+    partition: Optional[str] = typer.Option(None, help="Rank partitions: order (backoff order), count (order and "
+                                            "count; needs counts as scores), strict or none (default: what the "
+                                            "teacher declares, order for counts, strict for ARPA and neural "
+                                            "teachers)."),
     k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
     min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
     smoothing: str = typer.Option("0", help="Label smoothing of the cross-entropy term of rank, pl and kl: a "
                                   "weight, or teacher (the teacher's probability outside its top-k at each "
                                   "position; needs its log-probabilities)."),
-    model: str = typer.Option("ngteach-model", "--model", "-m", help="The teacher's model directory."),
-    ranks: str = typer.Option("ranks.bin", help="The ranks file of the model's corpus."),
+    model: str = typer.Option("ngteach-model", "--model", "-m", help="The model directory: the vocabulary, and "
+                              "the training text unless --train gives one."),
+    ranks: Optional[str] = typer.Option(None, help="The ranks file of the training text (default ranks.bin)."),
+    teacher: Optional[str] = typer.Option(None, help="Rank each batch with this teacher instead of reading a "
+                                          "ranks file: count:DIR (a model directory of the same vocabulary) or "
+                                          "arpa:FILE. Neural teachers rank to a file only (ngteach rank "
+                                          "--teacher)."),
+    train: Optional[str] = typer.Option(None, help="Train on this text (a file or a named split) in the model's "
+                                        "vocabulary, instead of the model's own corpus."),
     valid: Optional[str] = typer.Option(None, help="Validation text, a file or a named split such as "
                                                    "python-docs:valid (default: the last tenth of the corpus)."),
     test: Optional[str] = typer.Option(None, help="Test text (a file or a named split), evaluated with the "
@@ -85,17 +95,20 @@ def distill(
 
 
 def run_config(*, student, size, loss, weight, weight_schedule, kl_tail, partition, k, min_order, smoothing, model,
-               ranks, valid, test,
+               ranks, teacher, train, valid, test,
                data_dir, out, layers, width, embedding, window, memory, dropout, dropout_embedding, tie_weights,
                optimizer, lr, schedule, batch_size, clip, epochs, max_tokens, max_time, patience, min_improvement,
                checkpoint_every, seed, resume=None):
     """The ``train.RunConfig`` of distill's options (its ``ctx.params``, so an option added to
     distill must be added here too, or this fails), before ``train.check_config``."""
-    from . import train
     from .model import student_config
+    from .train import RunConfig
 
-    config = train.RunConfig(
-        model_dir=model, ranks=ranks, valid=_text(valid, data_dir), test=_text(test, data_dir),
+    if teacher is not None and ranks is not None:
+        raise NgteachError("give --ranks FILE or --teacher SPEC, not both")
+    config = RunConfig(
+        model_dir=model, ranks=ranks or "ranks.bin", teacher=teacher, train=_text(train, data_dir),
+        valid=_text(valid, data_dir), test=_text(test, data_dir),
         size=size, loss=loss, weight=weight, weight_schedule=weight_schedule, kl_tail=kl_tail,
         k=k, partition=partition, min_order=min_order, smoothing=_smoothing(smoothing), optimizer=optimizer,
         lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,

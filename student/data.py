@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from corpora import NgteachError
-from ngram_teacher import RankFile
+from ngram_teacher import RankFile, Teacher, teacher_rows
 
 GT_PARTITION = -1  # no order or count gives it: the ground truth's own partition
 PARTITION_MODES = ("order", "count", "strict", "none")
@@ -75,37 +75,18 @@ class TeacherRows:
     gt_first: bool  # entry 0 is the true token (whose Plackett-Luce term is the cross-entropy)
 
 
-class TeacherReader:
-    """Reads rows of a ranks file and shapes them as the rank losses want them.
+class FileRows:
+    """Rows read from a ranks file (memory-mapped)."""
 
-    ``k`` keeps the first k entries; ``min_order`` drops entries that the backoff found
-    below that order (their order is stored, so no new ranks file is needed);
-    ``partition``: ``order`` groups entries by backoff order, ``count`` only those of one
-    order with the same count (ties are equally preferred; needs a file made with
-    ``--scores``), ``strict`` makes each its own partition, ``none`` puts all teacher
-    entries in one. The ground truth, when the file puts it first, is always a partition
-    of its own.
-    """
+    def __init__(self, ranks: RankFile):
+        self.file, self.name = ranks, str(ranks.path)
+        self.k, self.gt_first = ranks.k, bool(ranks.header["gt_first"])
+        self.description, self.scores = ranks.header["teacher"], ranks.header["scores"]
 
-    def __init__(self, ranks: RankFile, k: int | None = None, min_order: int = 1, partition: str = "order"):
-        if partition not in PARTITION_MODES:
-            raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
-        if k is not None and not 1 <= k <= ranks.k:
-            raise NgteachError(f"--k must be between 1 and the ranks file's k ({ranks.k}), not {k}")
-        order = ranks.header["teacher"].get("order", 1)  # a neural teacher's entries are all of order 1
-        if isinstance(order, int) and min_order > order:
-            raise NgteachError(f"--min-order {min_order} is above the order of the teacher of {ranks.path} ({order}): "
-                               "it would leave out every entry")
-        self.file = ranks
-        self.k = k or ranks.k
-        self.min_order = min_order
-        self.partition = partition
-        self.gt_first = bool(ranks.header["gt_first"])
-        scores = ranks.header["scores"]
-        self.has_logprobs = scores is not None and scores.get("kind") == "logprob"
-        if partition == "count" and (scores is None or scores.get("kind") != "count"):
-            raise NgteachError(f"{ranks.path}: --partition count needs the counts in the ranks file "
-                               "(make it with ngteach rank --scores)")
+    def read(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, orders, scores or None) of the first ``k`` entries of the rows of ``positions``."""
+        scores = None if self.file.scores is None else np.asarray(self.file.scores[positions, :k])
+        return np.asarray(self.file.ids[positions, :k]), np.asarray(self.file.orders[positions, :k]), scores
 
     def check_rows(self, positions: int, vocab_size: int) -> None:
         """Refuse a file without a row for each of the ``positions`` of the training stream or
@@ -116,10 +97,72 @@ class TeacherReader:
                                f"{vocab_size:,} words of the training stream)")
         self.file.check_ids(vocab_size)
 
+
+class OnlineRows:
+    """Rows computed by a teacher for each batch (:func:`ngram_teacher.teacher_rows`), the
+    same as a ranks file of the stream by that teacher, with the true word first, holds."""
+
+    gt_first = True
+
+    def __init__(self, teacher: Teacher, stream: np.ndarray, k: int, name: str):
+        if not teacher.online:
+            raise NgteachError(f"{name}: this teacher ranks to a file only; write one with ngteach rank --teacher "
+                               f"{name} --scores and train from it with --ranks")
+        self.teacher, self.stream, self.k, self.name = teacher, stream, k, name
+        self.scores, self.description = teacher.scores, teacher.describe()
+
+    def read(self, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = teacher_rows(self.teacher, self.stream, positions, self.k, self.gt_first)
+        return rows.ids[:, :k], rows.orders[:, :k], rows.scores[:, :k]
+
+    def check_rows(self, positions: int, vocab_size: int) -> None:
+        """Nothing to check: the rows are made from the stream itself."""
+
+
+class TeacherReader:
+    """Reads a teacher's rows (from a ranks file, :class:`FileRows`, or computed batch by
+    batch, :class:`OnlineRows`) and shapes them as the rank losses want them.
+
+    ``k`` keeps the first k entries; ``min_order`` drops entries that the backoff found
+    below that order (their order is stored, so no new ranks file is needed);
+    ``partition``: ``order`` groups entries by backoff order, ``count`` only those of one
+    order with the same count (ties are equally preferred; needs counts as scores),
+    ``strict`` makes each its own partition, ``none`` puts all teacher entries in one;
+    None takes what the teacher declares (``order`` for a ranks file made before teachers
+    declared it). The ground truth, when the rows put it first, is always a partition of
+    its own.
+    """
+
+    def __init__(self, source: FileRows | OnlineRows | RankFile, k: int | None = None, min_order: int = 1,
+                 partition: str | None = None):
+        source = FileRows(source) if isinstance(source, RankFile) else source
+        partition = partition or source.description.get("partition", "order")
+        if partition not in PARTITION_MODES:
+            raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
+        if k is not None and not 1 <= k <= source.k:
+            raise NgteachError(f"--k must be between 1 and the ranks' k ({source.k}), not {k}")
+        order = source.description.get("order", 1)  # a neural teacher's entries are all of order 1
+        if isinstance(order, int) and min_order > order:
+            raise NgteachError(f"--min-order {min_order} is above the order of the teacher of {source.name} ({order}): "
+                               "it would leave out every entry")
+        self.source = source
+        self.k = k or source.k
+        self.min_order = min_order
+        self.partition = partition
+        self.gt_first = source.gt_first
+        scores = source.scores
+        self.has_logprobs = scores is not None and scores.get("kind") == "logprob"
+        if partition == "count" and (scores is None or scores.get("kind") != "count"):
+            raise NgteachError(f"{source.name}: --partition count needs the counts in the ranks file "
+                               "(make it with ngteach rank --scores)")
+
+    def check_rows(self, positions: int, vocab_size: int) -> None:
+        self.source.check_rows(positions, vocab_size)
+
     def rows(self, positions: Tensor) -> TeacherRows:
         flat = positions.reshape(-1).numpy()
-        ids = torch.from_numpy(np.asarray(self.file.ids[flat, : self.k]).astype(np.int64))
-        orders = torch.from_numpy(np.asarray(self.file.orders[flat, : self.k]).astype(np.int64))
+        ids, orders, scores = self.source.read(flat, self.k)
+        ids, orders = torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(orders.astype(np.int64))
         mask = (orders > 0) & (orders >= self.min_order)
         if self.gt_first:
             mask[:, 0] = orders[:, 0] > 0
@@ -127,15 +170,13 @@ class TeacherReader:
         shape = (*positions.shape, self.k)
         logprobs = None
         if self.has_logprobs:
-            logprobs = torch.from_numpy(np.asarray(self.file.scores[flat, : self.k], dtype=np.float32))
-            logprobs = logprobs.reshape(shape)
-        partitions = None if self.partition == "strict" else self._partitions(orders, flat).reshape(shape)
+            logprobs = torch.from_numpy(np.asarray(scores, dtype=np.float32)).reshape(shape)
+        partitions = None if self.partition == "strict" else self._partitions(orders, scores).reshape(shape)
         return TeacherRows(ids.reshape(shape), partitions, mask.reshape(shape), logprobs, self.gt_first)
 
-    def _partitions(self, orders: Tensor, flat: np.ndarray) -> Tensor:
+    def _partitions(self, orders: Tensor, scores: np.ndarray | None) -> Tensor:
         if self.partition == "count":  # runs of one (order, count): orders fit in 8 bits
-            counts = torch.from_numpy(np.asarray(self.file.scores[flat, : self.k]).astype(np.int64))
-            parts = counts * 256 + orders
+            parts = torch.from_numpy(np.asarray(scores).astype(np.int64)) * 256 + orders
         else:
             parts = orders.clone() if self.partition == "order" else torch.ones_like(orders)
         if self.gt_first:

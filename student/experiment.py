@@ -237,20 +237,22 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
 
 
 def _count_ranks(model, teacher: TeacherSpec, ranks: Path, source: str) -> None:
-    from ngram_teacher import write_ranks
+    from ngram_teacher import load_teacher, write_ranks
 
-    write_ranks(model, model.tokens(), ranks, teacher.k, gt_first=True, with_scores=True, corpus=source)
+    write_ranks(load_teacher(f"count:{model.directory}", model, teacher.k), model.tokens(), ranks, teacher.k,
+                with_scores=True, corpus=source)
 
 
 def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, source: str) -> None:
+    from ngram_teacher import load_teacher, write_ranks
     from ngram_teacher.arpa import write_arpa
-    from ngram_teacher.arpa_rank import load_teacher, write_arpa_ranks
     from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
 
     arpa = ranks.with_name("model.arpa")
     fallback = LMPLZ_FALLBACK if teacher.discount_fallback else None
     write_arpa(estimate_kneser_ney(model, teacher.order, fallback), arpa)
-    write_arpa_ranks(model, load_teacher(arpa, model, teacher.k), model.tokens(), ranks, teacher.k, corpus=source)
+    write_ranks(load_teacher(f"arpa:{arpa}", model, teacher.k), model.tokens(), ranks, teacher.k, with_scores=True,
+                corpus=source)
 
 
 # ---- running ----------------------------------------------------------------------------------

@@ -3,9 +3,12 @@ Face causal or masked LM, in the target model's word vocabulary (FORMATS.md, *Ho
 neural teachers rank*).
 
 Every teacher turns blocks of positions into log-probabilities over the target
-vocabulary, [positions, V] (-inf for words it did not score); :func:`write_neural_ranks`
+vocabulary, [positions, V] (-inf for words it did not score); :class:`NeuralTeacher`
 keeps the top k of each row, with the true word first under ``gt_first``, as the ARPA
-teacher does. All entries are one partition (order 1): a neural teacher has no backoff.
+teacher does, for :func:`ngram_teacher.write_ranks`. Entries are sorted by probability,
+each its own partition (``strict``), all of order 1: a neural teacher has no backoff.
+They write ranks files only: scoring the whole vocabulary at every position costs far
+more than reading a file's rows, so they do not rank batches online.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,10 +27,8 @@ from torch import Tensor
 from corpora import NgteachError
 from corpora.text import EOS
 from ngram_teacher import NgramModel
-from ngram_teacher.arpa_rank import SCORES
 from ngram_teacher.model import file_sha256
-from ngram_teacher.rank import check_k, ranks_header
-from ngram_teacher.rankfile import write_rank_file
+from ngram_teacher.rankfile import LOGPROB_SCORES
 
 from .train import RunConfig, load_student, run_model
 
@@ -53,24 +54,46 @@ def default_device() -> torch.device:
 
 @dataclass
 class NeuralTeacher:
-    """What a teacher is (the header's ``teacher`` object) and how it scores a stream."""
+    """A teacher (:class:`ngram_teacher.Teacher`) of ``model``'s vocabulary: what it is (the
+    header's ``teacher`` object) and how it scores a stream."""
 
+    model: NgramModel
     description: dict
     blocks: Callable[[np.ndarray, int], Iterator[Block]]  # (stream, k): a teacher may prune what cannot enter a top k
+    order = 1
+    partition = "strict"
+    scores = LOGPROB_SCORES
+    online = False
+
+    def describe(self, min_order: int = 1) -> dict:
+        return {**self.description, "partition": self.partition}
+
+    def rank_into(self, stream: np.ndarray, ids: np.ndarray, orders: np.ndarray, scores: np.ndarray | None,
+                  gt_first: bool, pad_id: int, min_order: int = 1, threads: int | None = None,
+                  on_rows: Callable[[int], None] | None = None) -> None:
+        truth_of = torch.from_numpy(np.asarray(stream, np.int64))
+        for positions, logp in self.blocks(stream, ids.shape[1]):
+            top_ids, top_scores = top_entries(logp.float().cpu(), truth_of[positions], ids.shape[1], gt_first)
+            real = torch.isfinite(top_scores)
+            if gt_first:  # the true word is an entry even where its probability underflows
+                real[:, 0] = True
+            rows = positions.numpy()
+            ids[rows] = np.where(real.numpy(), top_ids.numpy(), pad_id)
+            orders[rows] = real.numpy().astype(np.uint8)
+            if scores is not None:
+                scores[rows] = top_scores.numpy()
+            if on_rows:
+                on_rows(len(rows))
+
+    def rank_runs(self, *args, **kwargs) -> None:
+        raise NgteachError(f"a {self.description['kind']} teacher ranks to a file only (ngteach rank --teacher "
+                           "...), not batch by batch")
 
 
-def parse_teacher(spec: str) -> tuple[str, Path]:
-    """``KIND:PATH`` -> (kind, path)."""
-    kind, _, path = spec.partition(":")
-    if kind not in KINDS or not path:
-        raise NgteachError(f"--teacher must be KIND:PATH with KIND one of {', '.join(KINDS)}, not {spec!r}")
-    return kind, Path(path)
-
-
-def load_neural_teacher(spec: str, target: NgramModel, device: torch.device | None = None) -> NeuralTeacher:
-    """The teacher named by ``spec`` (``born-again:RUN``, ``hf-causal:DIR``, ``hf-masked:DIR``),
-    ranking ``target``'s vocabulary."""
-    kind, path = parse_teacher(spec)
+def load_neural_teacher(kind: str, path: Path, target: NgramModel, device: torch.device | None = None
+                        ) -> NeuralTeacher:
+    """The teacher of ``kind`` (``born-again``, ``hf-causal``, ``hf-masked``) at ``path``,
+    ranking ``target``'s vocabulary (what :func:`ngram_teacher.load_teacher` calls for these kinds)."""
     device = device or default_device()
     if kind == "born-again":
         return born_again_teacher(path, target, device)
@@ -94,34 +117,6 @@ def top_entries(logp: Tensor, truth: Tensor, k: int, gt_first: bool) -> tuple[Te
             torch.nn.functional.pad(scores, (0, missing), value=-math.inf))
 
 
-def write_neural_ranks(model: NgramModel, teacher: NeuralTeacher, stream: np.ndarray,
-                       target: str | os.PathLike | BinaryIO, k: int, gt_first: bool = True,
-                       with_scores: bool = True, corpus: str = "",
-                       on_rows: Callable[[int], None] | None = None) -> None:
-    """Rank ``stream`` (ids of ``model``'s vocabulary) with a neural teacher into a ranks
-    file at ``target``, like :func:`ngram_teacher.rank.write_ranks`; scores are natural logs."""
-    check_k(k)
-    header = ranks_header(model, stream, k, gt_first, corpus, teacher.description,
-                          SCORES if with_scores else None)
-
-    def fill(arrays: dict) -> None:
-        truth_of = torch.from_numpy(np.asarray(stream, np.int64))
-        for positions, logp in teacher.blocks(stream, k):
-            ids, scores = top_entries(logp.float().cpu(), truth_of[positions], k, gt_first)
-            real = torch.isfinite(scores)
-            if gt_first:  # the true word is an entry even where its probability underflows
-                real[:, 0] = True
-            rows = positions.numpy()
-            arrays["ids"][rows] = np.where(real.numpy(), ids.numpy(), header["pad_id"])
-            arrays["orders"][rows] = real.numpy().astype(np.uint8)
-            if "scores" in arrays:
-                arrays["scores"][rows] = scores.numpy()
-            if on_rows:
-                on_rows(len(rows))
-
-    write_rank_file(header, target, fill)
-
-
 # ---- born-again: a trained student ------------------------------------------------------
 
 def born_again_teacher(run_dir: Path, target: NgramModel, device: torch.device,
@@ -137,7 +132,7 @@ def born_again_teacher(run_dir: Path, target: NgramModel, device: torch.device,
     student.to(device).eval()
     description = {"kind": "born-again", "run": str(run_dir.resolve()), "checkpoint_sha256": file_sha256(checkpoint),
                    "student": config.student.kind, "columns": columns, "window": config.student.window}
-    return NeuralTeacher(description, lambda stream, k: student_blocks(
+    return NeuralTeacher(target, description, lambda stream, k: student_blocks(
         student, stream, target.vocab.eos_id, columns, config.student.window, device))
 
 
@@ -201,12 +196,12 @@ def hf_teacher(kind: str, directory: Path, target: NgramModel, device: torch.dev
                    "weights_sha256": _weights_sha256(directory)}
     if not causal:
         description["context_pieces"] = PIECE_CONTEXT
-        return NeuralTeacher(description, lambda stream, k: masked_blocks(network, tokenizer, pieces, stream, k,
-                                                                          device))
+        return NeuralTeacher(target, description, lambda stream, k: masked_blocks(
+            network, tokenizer, pieces, stream, k, device))
     window = causal_window(network, pieces)
     description |= {"window_pieces": window, "stride_pieces": window // 2}
-    return NeuralTeacher(description, lambda stream, k: causal_blocks(network, tokenizer, pieces, stream, k, device,
-                                                                      window, window // 2))
+    return NeuralTeacher(target, description, lambda stream, k: causal_blocks(
+        network, tokenizer, pieces, stream, k, device, window, window // 2))
 
 
 def _weights_sha256(directory: Path) -> str | None:

@@ -57,7 +57,7 @@ TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_
 LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
-RUN_OWNED = ("model", "ranks", "valid", "test", "out", "seed", "resume")
+RUN_OWNED = ("model", "ranks", "teacher", "train", "valid", "test", "out", "seed", "resume")
 # distill's parameters that are no options of a run (its click context, the corpora mirror).
 NOT_OPTIONS = ("ctx", "data_dir")
 # Names of the experiment, corpora, teachers and losses (folder and file names; @ joins a loss and its teacher).

@@ -34,6 +34,7 @@ import random
 import shutil
 import time
 import typing
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,12 +46,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from corpora import NgteachError, check_corpus
-from ngram_teacher import NgramModel, RankFile
+from ngram_teacher import NgramModel, RankFile, load_teacher
+from ngram_teacher.teachers import DEFAULT_K
 from ngram_teacher.model import tokens_sha256
 from ngram_teacher.files import read_json_object, temp_file, write_json, write_npy
 from ngram_teacher.provenance import provenance
 
-from .data import PARTITION_MODES, TeacherReader, TeacherRows, bptt_batches, window_batches
+from .data import (PARTITION_MODES, FileRows, OnlineRows, TeacherReader, TeacherRows, bptt_batches,
+                   window_batches)
 from .losses import KL_TAILS, kl_topk, plackett_luce_terms
 from .significance import check_run_directory
 from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict,
@@ -73,11 +76,13 @@ CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "config")
 class RunConfig:
     """One training run, start to end."""
 
-    model_dir: str = "ngteach-model"
+    model_dir: str = "ngteach-model"  # the vocabulary, and the training text unless train is given
     # The model's vocabulary checksum, recorded when the run starts (None in runs made before
     # it was): eval and born-again refuse a model_dir that no longer has this vocabulary.
     vocab_sha256: str | None = None
     ranks: str = "ranks.bin"
+    teacher: str | None = None  # a teacher spec (count:DIR, arpa:FILE) ranking each batch, instead of ranks
+    train: str | None = None  # the training text, if not the model's own corpus
     valid: str | None = None  # text; None = hold out the tail of the training stream
     test: str | None = None
     valid_fraction: float = 0.1
@@ -86,7 +91,7 @@ class RunConfig:
     loss: str = "rank"
     weight: float | None = None  # None: the loss's DEFAULT_WEIGHT
     k: int | None = None  # first k entries of each ranks row (None = all)
-    partition: str = "order"
+    partition: str | None = None  # None: what the teacher declares
     min_order: int = 1  # leave out teacher entries found below this backoff order
     # Label smoothing of the cross-entropy term (--loss ls: its weight), or "teacher": the
     # teacher's probability outside its top-k at each position (what kl's uniform tail spreads).
@@ -171,7 +176,7 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
     if config.loss not in LOSSES:
         raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
-    if config.partition not in PARTITION_MODES:
+    if config.partition is not None and config.partition not in PARTITION_MODES:
         raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {config.partition!r}")
     if config.k is not None and config.k < 1:
         raise NgteachError(f"--k must be at least 1, not {config.k}")
@@ -224,31 +229,28 @@ class RunData:
 
 
 def load_data(config: RunConfig, resume: bool = False) -> RunData:
-    """The training stream (the model's own corpus), validation and test streams encoded
-    with the model's tokenizer, and the teacher's ranks, checked against the stream."""
+    """The training stream (the model's own corpus, or ``config.train`` encoded with the
+    model's tokenizer), validation and test streams encoded likewise, and the teacher's
+    rows: from its ranks file, checked against the stream, or made batch by batch."""
     model = run_model(config, config.out) if resume else NgramModel(config.model_dir)
-    stream = torch.from_numpy(np.asarray(model.tokens(), dtype=np.int64))
+    tokens = model.tokens() if config.train is None else model.tokenizer.encode_file(check_corpus(config.train))
+    stream = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
     notes = []
     teacher = None
     if config.loss in TEACHER_LOSSES:
-        if not Path(config.ranks).exists():
-            raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one, made "
-                               "by 'ngteach rank'; --loss ce trains without a teacher)")
-        ranks = RankFile(config.ranks)
-        ranks.check_matches(model.meta["vocab_sha256"], model.meta["tokens_sha256"],
-                            f"the model {config.model_dir} and its corpus")
-        teacher = TeacherReader(ranks, config.k, config.min_order, config.partition)
+        teacher = TeacherReader(teacher_source(config, model, tokens), config.k, config.min_order, config.partition)
         teacher.check_rows(len(stream), len(model.vocab))
+        name = teacher.source.name
         if config.loss == "pl" and not teacher.gt_first:
-            raise NgteachError(f"{config.ranks}: --loss pl ranks the true word first, and this ranks file was made "
+            raise NgteachError(f"{name}: --loss pl ranks the true word first, and this ranks file was made "
                                "without it (--no-gt-first)")
         if config.smoothing == TEACHER_SMOOTHING and not teacher.has_logprobs:
-            raise NgteachError(f"{config.ranks}: --smoothing teacher needs the teacher's log-probabilities in the "
-                               "ranks file (a Kneser-Ney, ARPA or neural teacher's, made with --scores); this one "
-                               "has " + json.dumps(ranks.header["scores"]))
+            raise NgteachError(f"{name}: --smoothing teacher needs the teacher's log-probabilities (a Kneser-Ney, "
+                               "ARPA or neural teacher's, in a ranks file made with --scores); this one has "
+                               + json.dumps(teacher.source.scores))
         if config.loss == "kl" and not teacher.has_logprobs:
-            raise NgteachError(f"{config.ranks}: --loss kl needs teacher log-probabilities in the ranks file "
-                               "(scores of kind 'logprob'); this one has " + json.dumps(ranks.header["scores"]))
+            raise NgteachError(f"{name}: --loss kl needs teacher log-probabilities in the ranks file "
+                               "(scores of kind 'logprob'); this one has " + json.dumps(teacher.source.scores))
     if config.valid is None:
         cut = int(len(stream) * (1 - config.valid_fraction))
         train, valid, before = stream[:cut], stream[cut:], int(stream[cut - 1])
@@ -261,6 +263,23 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
         raise NgteachError("the validation text is empty")
     return RunData(train, valid, before, test, teacher, len(model.vocab), model.meta["vocab_sha256"],
                    model.vocab.eos_id, model.vocab.unk_id, notes)
+
+
+def teacher_source(config: RunConfig, model: NgramModel, tokens: np.ndarray) -> FileRows | OnlineRows:
+    """Where the teacher's rows come from: ``config.teacher`` ranking each batch, or the
+    ranks file ``config.ranks`` of this very stream (``tokens``) in ``model``'s vocabulary."""
+    if config.teacher is not None:
+        return OnlineRows(load_teacher(config.teacher, model, config.k or DEFAULT_K), tokens, config.k or DEFAULT_K,
+                          config.teacher)
+    if not Path(config.ranks).exists():
+        raise NgteachError(f"{config.ranks}: no such ranks file (--loss {config.loss} learns from one, made "
+                           "by 'ngteach rank', or from --teacher SPEC; --loss ce trains without a teacher)")
+    ranks = RankFile(config.ranks)
+    ranks.check_matches(model.meta["vocab_sha256"], tokens_sha256(tokens),
+                        f"the model {config.model_dir} and its corpus" if config.train is None else
+                        f"{config.train} in the vocabulary of {config.model_dir} (ngteach rank --corpus "
+                        f"{config.train} makes its ranks)")
+    return FileRows(ranks)
 
 
 def run_model(config: RunConfig, run_dir: str | os.PathLike) -> NgramModel:
@@ -596,6 +615,8 @@ def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) 
     next(train_batches(config, data, 1, distributed.rank, distributed.world), None)  # a text too short fails here
     if not resume:
         config.vocab_sha256 = data.vocab_sha256
+        if data.teacher is not None:  # the config records the partitions the teacher declared
+            config.partition = data.teacher.partition
     for note in data.notes:
         log(note)
     device = distributed.device
@@ -774,9 +795,12 @@ def _train_epoch(config, data, model, optimizer, epoch, distributed, device, pro
         advance(partial["batch"])
     hidden = None if partial["hidden"] is None else tuple(h.to(device) for h in partial["hidden"])
     started = time.perf_counter() - partial["seconds"]
+    # On a GPU an online teacher ranks the next batch in a worker thread while this one trains.
+    ahead = device.type == "cuda" and data.teacher is not None and isinstance(data.teacher.source, OnlineRows)
+    rows = _teacher_rows(data.teacher, batches[partial["batch"]:], ahead)
     for index in range(partial["batch"], len(batches)):
         batch = batches[index]
-        teacher = data.teacher.rows(batch.positions) if data.teacher is not None else None
+        teacher = next(rows)
         with distributed.autocast():
             logits, hidden = model(batch.inputs.to(device), hidden)
         loss, ce = objective(config, logits, batch.targets.to(device), _to(teacher, device), weight(partial["tokens"]))
@@ -796,6 +820,23 @@ def _train_epoch(config, data, model, optimizer, epoch, distributed, device, pro
         if over_budget and over_budget(partial):
             break
     return partial
+
+
+def _teacher_rows(teacher: TeacherReader | None, batches: list, ahead: bool):
+    """The teacher's rows of each batch in turn (None without a teacher); with ``ahead``,
+    each batch's rows are made in a worker thread while the batch before it trains."""
+    if teacher is None:
+        yield from (None for _ in batches)
+    elif not ahead:
+        yield from (teacher.rows(batch.positions) for batch in batches)
+    else:
+        with ThreadPoolExecutor(1) as worker:
+            coming = [worker.submit(teacher.rows, batch.positions) for batch in batches[:1]]
+            for batch in batches[1:] + [None]:
+                made = coming.pop().result()
+                if batch is not None:
+                    coming.append(worker.submit(teacher.rows, batch.positions))
+                yield made
 
 
 def _to(teacher: TeacherRows | None, device: torch.device) -> TeacherRows | None:

@@ -21,7 +21,8 @@ from corpora import NgteachError
 from corpora.vocab import Vocabulary
 from ngram_teacher import NgramModel, RankFile, build_model
 from ngram_teacher.arpa import ArpaOrder, ArpaTables, read_arpa, write_arpa
-from ngram_teacher.arpa_rank import ArpaTeacher, arpa_continuations, load_teacher, write_arpa_ranks
+from ngram_teacher import write_ranks
+from ngram_teacher.arpa_rank import ArpaTeacher, arpa_continuations, load_teacher
 
 LN10 = math.log(10)
 
@@ -432,12 +433,12 @@ def test_ranks_file_of_an_arpa_teacher(tmp_path):
     assert [tokens[t] for t in model.tokens()] == HAND_WORDS
     path = write(tmp_path, HAND_ARPA, "hand.arpa")
     teacher = load_teacher(path, model, 5)
-    write_arpa_ranks(model, teacher, model.tokens(), tmp_path / "ranks.bin", 5, corpus="corpus.txt")
+    write_ranks(teacher, model.tokens(), tmp_path / "ranks.bin", 5, with_scores=True, corpus="corpus.txt")
     ranks = RankFile(tmp_path / "ranks.bin")
     header = ranks.header
     assert header["teacher"] == {"kind": "arpa", "arpa": "hand.arpa",
                                  "arpa_sha256": hashlib.sha256(HAND_ARPA.encode()).hexdigest(),
-                                 "order": 3, "min_order": 1, "ties": "word id"}
+                                 "order": 3, "min_order": 1, "ties": "word id", "partition": "strict"}
     assert header["scores"] == {"kind": "logprob", "dtype": "<f4"} and ranks.scores.dtype == np.float32
     assert header["k"] == 5 and header["n_positions"] == 6 and header["gt_first"] is True
     assert header["corpus"] == "corpus.txt" and header["id_dtype"] == "<u2" and header["pad_id"] == 65535
@@ -452,8 +453,8 @@ def test_ranks_file_to_a_stream_equals_the_file(tmp_path):
     model = NgramModel(build_model(corpus, tmp_path / "model", order=2))
     teacher = load_teacher(write(tmp_path, HAND_ARPA), model, 3)
     buffer = io.BytesIO()
-    write_arpa_ranks(model, teacher, model.tokens(), buffer, 3, with_scores=False)
-    write_arpa_ranks(model, teacher, model.tokens(), tmp_path / "r.bin", 3, with_scores=False)
+    write_ranks(teacher, model.tokens(), buffer, 3, with_scores=False)
+    write_ranks(teacher, model.tokens(), tmp_path / "r.bin", 3, with_scores=False)
     assert buffer.getvalue() == (tmp_path / "r.bin").read_bytes()
     assert RankFile(tmp_path / "r.bin").header["scores"] is None
 

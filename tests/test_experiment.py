@@ -522,7 +522,8 @@ def born_again(tmp_path_factory):
 def test_the_born_again_teacher_is_the_finished_ce_run(born_again, monkeypatch):
     import torch
 
-    from student.neural_teachers import born_again_teacher, write_neural_ranks
+    from ngram_teacher import write_ranks
+    from student.neural_teachers import born_again_teacher
 
     docs = born_again / "out/docs"
     source, made = docs / "runs/ce-s0", docs / "teachers/ba/ranks.bin"
@@ -542,7 +543,7 @@ def test_the_born_again_teacher_is_the_finished_ce_run(born_again, monkeypatch):
     torch.set_num_threads(1)  # as the experiment ranked (--threads 1), so the scores agree bit for bit
     try:
         teacher = born_again_teacher(source, model, torch.device("cpu"))
-        write_neural_ranks(model, teacher, model.tokens(), docs / "expected.bin", k=4, corpus="")
+        write_ranks(teacher, model.tokens(), docs / "expected.bin", k=4, with_scores=True, corpus="")
     finally:
         torch.set_num_threads(threads)
     expected = RankFile(docs / "expected.bin")

@@ -17,7 +17,7 @@ from ngram_teacher import NgramModel, RankFile, build_model
 from ngram_teacher.cli import main
 from student import neural_teachers
 from student.model import build_student, student_config
-from student.neural_teachers import load_neural_teacher, write_neural_ranks
+from ngram_teacher import load_teacher, write_ranks
 from student.train import RunConfig, load_checkpoint, run, token_logprobs
 
 K = 6
@@ -66,8 +66,8 @@ def reference_logprobs(run_dir: Path, stream: np.ndarray, columns: int) -> np.nd
 def test_born_again_ranks_are_the_students_top_k_with_the_truth_first(born_again, tmp_path):
     model = NgramModel(born_again / "model")
     stream = np.asarray(model.tokens())
-    teacher = load_neural_teacher(f"born-again:{born_again / 'run'}", model, torch.device("cpu"))
-    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K)
+    teacher = load_teacher(f"born-again:{born_again / 'run'}", model, device=torch.device("cpu"))
+    write_ranks(teacher, stream, tmp_path / "ranks.bin", K, with_scores=True)
     ranks = RankFile(tmp_path / "ranks.bin")
     expected = reference_logprobs(born_again / "run", stream, teacher.description["columns"])
     truth = expected[np.arange(len(stream)), stream]
@@ -93,8 +93,8 @@ def test_born_again_ranks_are_the_students_top_k_with_the_truth_first(born_again
 def test_born_again_without_gt_first_is_the_plain_top_k(born_again, tmp_path):
     model = NgramModel(born_again / "model")
     stream = np.asarray(model.tokens())[:500]
-    teacher = load_neural_teacher(f"born-again:{born_again / 'run'}", model, torch.device("cpu"))
-    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K, gt_first=False, with_scores=False)
+    teacher = load_teacher(f"born-again:{born_again / 'run'}", model, device=torch.device("cpu"))
+    write_ranks(teacher, stream, tmp_path / "ranks.bin", K, gt_first=False, with_scores=False)
     ranks = RankFile(tmp_path / "ranks.bin")
     expected = reference_logprobs(born_again / "run", stream, teacher.description["columns"])
     assert (np.asarray(ranks.ids) == np.argsort(-expected, axis=1, kind="stable")[:, :K]).mean() > 0.999
@@ -128,7 +128,7 @@ def test_born_again_checks_the_recorded_vocabulary_and_the_weights(born_again, t
 
     model = NgramModel(born_again / "model")
     # the recorded vocabulary is the ranked model's: the run's own model directory is not needed
-    teacher = load_neural_teacher(f"born-again:{moved('recorded', model_dir='gone')}", model, torch.device("cpu"))
+    teacher = load_teacher(f"born-again:{moved('recorded', model_dir='gone')}", model, device=torch.device("cpu"))
     assert teacher.description["kind"] == "born-again"
     for name, changes, says in [
             ("older", {"model_dir": "gone", "vocab_sha256": None}, "older: the run's model directory gone is missing "
@@ -231,8 +231,8 @@ def assert_causal_ranks(ranks: RankFile, stream: np.ndarray, expected: dict[int,
 def test_hf_causal_ranks_are_the_exact_top_k_of_chained_word_probabilities(hf, tmp_path):
     model = NgramModel(hf / "model")
     stream = np.asarray(model.tokens())[:150]  # 412 pieces: three windows of the model's 256 positions
-    teacher = load_neural_teacher(f"hf-causal:{hf / 'gpt2'}", model, torch.device("cpu"))
-    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K)
+    teacher = load_teacher(f"hf-causal:{hf / 'gpt2'}", model, device=torch.device("cpu"))
+    write_ranks(teacher, stream, tmp_path / "ranks.bin", K, with_scores=True)
     ranks = RankFile(tmp_path / "ranks.bin")
     described = ranks.header["teacher"]
     assert described["kind"] == "hf-causal" and described["architecture"] == "GPT2LMHeadModel"
@@ -251,9 +251,9 @@ def test_hf_causal_small_windows_and_passes_match_the_reference_everywhere(hf, t
     monkeypatch.setattr(neural_teachers, "PIECES_PER_PASS", 40)
     model = NgramModel(hf / "model")
     stream = np.asarray(model.tokens())[:40]
-    teacher = load_neural_teacher(f"hf-causal:{hf / 'gpt2'}", model, torch.device("cpu"))
+    teacher = load_teacher(f"hf-causal:{hf / 'gpt2'}", model, device=torch.device("cpu"))
     assert (teacher.description["window_pieces"], teacher.description["stride_pieces"]) == (16, 8)
-    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K)
+    write_ranks(teacher, stream, tmp_path / "ranks.bin", K, with_scores=True)
     assert_causal_ranks(RankFile(tmp_path / "ranks.bin"), stream,
                         causal_reference(hf / "gpt2", model, stream, range(len(stream)), 16, 8))
 
@@ -282,8 +282,8 @@ def masked_reference(teacher_dir: Path, model: NgramModel, stream: np.ndarray, i
 def test_hf_masked_ranks_match_a_word_by_word_reference(hf, tmp_path):
     model = NgramModel(hf / "model")
     stream = np.asarray(model.tokens())
-    teacher = load_neural_teacher(f"hf-masked:{hf / 'bert'}", model, torch.device("cpu"))
-    write_neural_ranks(model, teacher, stream, tmp_path / "ranks.bin", K, gt_first=False)
+    teacher = load_teacher(f"hf-masked:{hf / 'bert'}", model, device=torch.device("cpu"))
+    write_ranks(teacher, stream, tmp_path / "ranks.bin", K, gt_first=False, with_scores=True)
     ranks = RankFile(tmp_path / "ranks.bin")
     assert ranks.header["teacher"]["kind"] == "hf-masked"
     for i in (0, 5, len(stream) - 1):
