@@ -113,6 +113,19 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, split
 
 
+def resolve_corpus_arg(spec: str, data_dir: Path | None = None) -> Path:
+    """What a command's corpus argument names: a path, or a registry name such as
+    ``wikitext-2:valid`` (read from ``data_dir`` or ``$NGTEACH_DATA_DIR`` when given,
+    downloaded and cached otherwise, with a progress bar)."""
+    from .progress import progress_bars
+    from .text import check_corpus
+
+    if Path(spec).exists() or not is_registry_name(spec):
+        return check_corpus(spec)
+    with progress_bars() as bars:
+        return resolve_corpus(spec, data_dir=data_dir, on_bytes=bars.add(f"fetch {spec}", None, "bytes"))
+
+
 def default_cache_dir() -> Path:
     """``$NGTEACH_CACHE``, else ``$XDG_CACHE_HOME/ngteach``, else ``~/.cache/ngteach``."""
     if os.environ.get(CACHE_ENV):

@@ -28,8 +28,7 @@ from typing import Callable
 import numpy as np
 
 from corpora import NgteachError
-
-from .files import temp_file
+from corpora.files import temp_file
 
 BLOCK_LINES = 1 << 18
 # What bytes.split() splits on, so that the numpy view of a line agrees with it.

@@ -24,17 +24,17 @@ from typing import Callable
 import numpy as np
 
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
+from corpora.files import json_count, read_json_object, replace_dir, temp_dir, wrong_field
+from corpora.provenance import TOOL_VERSION
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
 from .kernels import MAX_ORDER, NONE
-from .files import json_count, read_json_object, replace_dir, temp_dir, wrong_field
 
 MODEL_FORMAT = "ngteach-model"
 MODEL_FORMAT_VERSION = 1
 META = "meta.json"
 TOKENS = "tokens.npy"
 COUNTS = "counts"
-TOOL_VERSION = "0.1.0"
 
 
 def tokens_sha256(tokens: np.ndarray) -> str:

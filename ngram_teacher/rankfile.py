@@ -26,8 +26,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from corpora import NgteachError
-
-from .files import json_count, temp_file, wrong_field
+from corpora.files import json_count, temp_file, wrong_field
 
 MAGIC = b"NGTRANKS"
 FORMAT_VERSION = 1

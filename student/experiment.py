@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from corpora import NgteachError, WordTokenizer, check_corpus, read_blocks
-from ngram_teacher.files import read_json_object, replace_dir, temp_dir, write_atomic, write_json
+from corpora.files import read_json_object, replace_dir, temp_dir, write_atomic, write_json
 
 from .spec import TEACHER_KEYS, Config, CorpusSpec, Spec, TeacherSpec, distill_args
 
@@ -42,7 +42,12 @@ class Run:
     config: Config
     seed: int
     directory: Path
-    args: tuple[str, ...] = field(compare=False)
+    options: dict = field(compare=False)  # its ``ngteach distill`` options (student.train.config_from_options)
+
+    @property
+    def args(self) -> list[str]:
+        """Its ``ngteach distill`` command line."""
+        return distill_args(self.options)
 
     @property
     def name(self) -> str:
@@ -68,7 +73,7 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
                 options = {**spec.student, **config.options, "model": str(model), "ranks": ranks and str(ranks),
                            "valid": str(data / "valid.txt"), "test": str(data / "test.txt"),
                            "out": str(directory), "seed": seed}
-                runs.append(Run(corpus.name, config, seed, directory, tuple(distill_args(options))))
+                runs.append(Run(corpus.name, config, seed, directory, options))
     return runs
 
 
@@ -88,12 +93,13 @@ def teacher_files(corpus_dir: Path, teacher: TeacherSpec | None) -> tuple[Path, 
 
 
 def check_plan(runs: list[Run], out: Path) -> None:
-    """Refuse to mix runs of a changed spec into an output folder; record the plan."""
+    """Refuse to mix runs of a changed spec into an output folder; record the plan (each
+    run's distill options; a plan of before holds command lines, compared as such)."""
     path = out / PLAN
-    planned = {run.name: list(run.args) for run in runs}
+    planned = {run.name: run.options for run in runs}
     if path.exists():
         before = read_json_object(path, f"{path}: missing")
-        changed = [run.name for run in runs if before.get(run.name, list(run.args)) != list(run.args)
+        changed = [run.name for run in runs if before.get(run.name, run.options) not in (run.options, run.args)
                    and (run.directory / "config.json").exists()]
         if changed:
             raise NgteachError(f"{out}: the spec changed the options of {changed[0]}, which already ran; "
@@ -375,7 +381,7 @@ def _distill(run: Run, threads: int, on_done: Callable[[Run, str], None]) -> boo
     state = run_state(run)
     if state == "new" and run.directory.exists():  # killed before its first checkpoint
         shutil.rmtree(run.directory)
-    args = ["--resume", str(run.directory)] if state == "interrupted" else list(run.args)
+    args = ["--resume", str(run.directory)] if state == "interrupted" else run.args
     code = _ngteach(["distill", *args], run.log, threads)
     on_done(run, "finished" if code == 0 else f"failed (exit {code}), see its .log")
     return code == 0
@@ -394,7 +400,7 @@ def _ngteach(args: list[str], log: Path, threads: int) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with open(log, "a", encoding="utf-8") as f:
-        return subprocess.run([sys.executable, "-m", "ngram_teacher", *args], stdout=f, stderr=f,
+        return subprocess.run([sys.executable, "-m", "ngteach", *args], stdout=f, stderr=f,
                               stdin=subprocess.DEVNULL, env=env).returncode
 
 
@@ -407,7 +413,7 @@ def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int = 1, data_
     ``threads`` is fixed per run rather than derived from ``jobs``: torch's kernels (MKL's
     on some CPUs) may sum in another order with another thread count, so a run redone with
     another ``--jobs`` would not give the same numbers."""
-    from ngram_teacher.provenance import provenance
+    from corpora.provenance import provenance
 
     if jobs < 1:
         raise NgteachError(f"--jobs must be at least 1, not {jobs}")

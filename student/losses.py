@@ -1,13 +1,31 @@
 """Losses that learn from a teacher's ranks, usable from any training loop.
 
-Every loss takes the student's ``logits`` [..., V] and the teacher's ranked candidates
-``ranks`` [..., k] (int64 word ids, best first) and returns the loss of each position
-[...] (no reduction), so callers weight, mask and average as they like.
+The building blocks (:func:`plackett_luce`, :func:`kl_topk`) take the student's ``logits``
+[..., V] and the teacher's ranked candidates ``ranks`` [..., k] (int64 word ids, best
+first) and return the loss of each position [...] (no reduction), so callers weight, mask
+and average as they like. The objectives of ``ngteach distill --loss NAME`` are built from
+them, one function per name with one signature (:data:`OBJECTIVES`, as allRank's losses
+are): ``(logits, targets, teacher, terms) -> (loss, cross-entropy)`` per position.
+
+Inputs in float64 are computed in float64 (so ``torch.autograd.gradcheck`` applies); any
+narrower input, under autocast too, in float32, whose range the sums need.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from .data import TeacherRows
+
+
+def _wide(x: Tensor) -> Tensor:
+    """``x`` in float64 if it is, else in float32."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def plackett_luce(logits: Tensor, ranks: Tensor, partitions: Tensor | None = None,
@@ -33,7 +51,7 @@ def plackett_luce_terms(logits: Tensor, ranks: Tensor, partitions: Tensor | None
     over the ranked entries, so a confident model cannot make them cancel. With the true
     word first, entry 0's cost is exactly its cross-entropy.
     """
-    logits = logits.float()  # under autocast too: the sums need float32's range
+    logits = _wide(logits)  # under autocast too: the sums need float32's range
     if mask is None:
         mask = torch.ones_like(ranks, dtype=torch.bool)
     ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
@@ -111,9 +129,9 @@ def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature
     if mask is None:
         mask = torch.ones_like(ranks, dtype=torch.bool)
     ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
-    log_q = (logits.float() / temperature).log_softmax(-1)
+    log_q = (_wide(logits) / temperature).log_softmax(-1)
     top_log_q = log_q.gather(-1, ranks)
-    teacher = teacher_logprobs.float().masked_fill(~mask, float("-inf"))
+    teacher = teacher_logprobs.to(log_q.dtype).masked_fill(~mask, float("-inf"))
     n_rest = (logits.shape[-1] - mask.sum(-1)).to(log_q.dtype)
     # Per-word log-probability of the words outside the top-k, before tempering. The
     # leftover is a difference of near-equal numbers, so it is taken in float64.
@@ -130,3 +148,108 @@ def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature
     rest_terms = torch.where(log_p_rest > float("-inf"),
                              log_p_rest.exp() * (n_rest * log_p_rest - rest_log_q), 0)
     return (top_terms + rest_terms) * temperature**2
+
+
+# ---- the objectives of a run, by name ---------------------------------------------------------
+
+TEACHER_SMOOTHING = "teacher"  # smoothing by the teacher's leftover mass at each position
+
+
+@dataclass
+class Terms:
+    """How an objective weighs its parts: the teacher's term (``weight``), label smoothing
+    of the cross-entropy term (a weight, one per position, or :data:`TEACHER_SMOOTHING`),
+    and kl's tail."""
+
+    weight: float
+    smoothing: float | str = 0.0
+    kl_tail: str = "uniform"
+
+
+Objective = Callable[[Tensor, Tensor, "TeacherRows | None", Terms], tuple[Tensor, Tensor]]
+
+
+def cross_entropy(logits: Tensor, targets: Tensor, teacher: TeacherRows | None, terms: Terms) -> tuple[Tensor, Tensor]:
+    """``ce``: cross-entropy alone."""
+    ce = _cross_entropy(logits, targets)
+    return ce, ce
+
+
+def label_smoothing(logits: Tensor, targets: Tensor, teacher: TeacherRows | None,
+                    terms: Terms) -> tuple[Tensor, Tensor]:
+    """``ls``: cross-entropy label-smoothed by ``terms.weight``."""
+    ce = _cross_entropy(logits, targets)
+    return smoothed(ce, logits, targets, terms.weight), ce
+
+
+def rank(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms) -> tuple[Tensor, Tensor]:
+    """``rank``: cross-entropy (smoothed) plus ``weight`` x the Plackett-Luce terms of the
+    teacher's entries after the true word (weight 1: the plain PL loss)."""
+    ce, others = _true_word_and_others(logits, targets, teacher)
+    return smoothed(ce, logits, targets, _smoothing(terms, teacher)) + terms.weight * others, ce
+
+
+def paper_pl(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms) -> tuple[Tensor, Tensor]:
+    """``pl``: the paper's objective, the Plackett-Luce terms of every entry (the true
+    word's, its cross-entropy, first) averaged over the row's real entries; ``weight``
+    scales the entries after the true word."""
+    loss, ce = rank(logits, targets, teacher, terms)
+    return loss / teacher.mask.sum(-1), ce
+
+
+def kl(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms) -> tuple[Tensor, Tensor]:
+    """``kl``: ``(1 - weight) x`` cross-entropy (smoothed) ``+ weight x`` KL(teacher top-k || student)."""
+    ce = _cross_entropy(logits, targets)
+    divergence = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, terms.kl_tail)
+    return (1 - terms.weight) * smoothed(ce, logits, targets, _smoothing(terms, teacher)) + terms.weight * divergence, ce
+
+
+OBJECTIVES: dict[str, Objective] = {"ce": cross_entropy, "ls": label_smoothing, "rank": rank, "pl": paper_pl,
+                                    "kl": kl}
+
+
+def objective(config, logits: Tensor, targets: Tensor, teacher: TeacherRows | None,
+              weight: float | None = None) -> tuple[Tensor, Tensor]:
+    """(loss to minimise, cross-entropy) per target token of the run ``config`` (anything
+    with ``loss``, ``weight``, ``smoothing`` and ``kl_tail``), with the teacher's term at
+    ``weight`` (default ``config.weight``; a weight schedule gives another)."""
+    terms = Terms(config.weight if weight is None else weight, config.smoothing, config.kl_tail)
+    return OBJECTIVES[config.loss](logits, targets, teacher, terms)
+
+
+def smoothed(ce: Tensor, logits: Tensor, targets: Tensor, smoothing: float | Tensor) -> Tensor:
+    """Cross-entropy with uniform label smoothing as in F.cross_entropy: ``smoothing / V``
+    on every word, the target included (``smoothing``: one weight, or one per position).
+    The mean log-probability comes from the cross-entropy already computed (log Z = ce +
+    the target's logit): no second softmax."""
+    if isinstance(smoothing, (int, float)) and not smoothing:
+        return ce
+    logits = _wide(logits)
+    mean_logp = logits.mean(-1) - (ce + logits.gather(-1, targets[..., None])[..., 0])
+    return (1 - smoothing) * ce - smoothing * mean_logp
+
+
+def leftover_mass(teacher: TeacherRows) -> Tensor:
+    """The teacher's probability outside the real entries of each row [...]: what kl's
+    uniform tail spreads over the other words. The sum is taken in float64, as kl_topk does."""
+    inside = torch.where(teacher.mask, teacher.logprobs.double().exp(), 0).sum(-1)
+    return (1 - inside).clamp(0, 1).to(_wide(teacher.logprobs).dtype)
+
+
+def _smoothing(terms: Terms, teacher: TeacherRows) -> float | Tensor:
+    return leftover_mass(teacher) if terms.smoothing == TEACHER_SMOOTHING else terms.smoothing
+
+
+def _cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    logits = _wide(logits)
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
+
+
+def _true_word_and_others(logits: Tensor, targets: Tensor, teacher: TeacherRows) -> tuple[Tensor, Tensor]:
+    """(cross-entropy, sum of the Plackett-Luce terms of the entries after the true word):
+    when the rows put the true word first its term is the cross-entropy, so one pass gives
+    both; otherwise every entry is the teacher's and the cross-entropy is taken apart."""
+    terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
+    if teacher.gt_first:
+        return terms[..., 0], terms[..., 1:].sum(-1)
+    return _cross_entropy(logits, targets), terms.sum(-1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ngram_teacher.files import read_json_object, write_atomic
+from corpora.files import read_json_object, write_atomic
 
 from .experiment import Run
 from corpora import NgteachError

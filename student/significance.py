@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from corpora import NgteachError
-from ngram_teacher.files import json_count, read_json_object
+from corpora.files import json_count, read_json_object
 
 SUMMARY = "summary.json"
 LOGPROBS = "test_logprobs.npy"

@@ -41,12 +41,10 @@ Names of the experiment, corpora, teachers and losses are made of letters, digit
 """
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from corpora import NgteachError
@@ -57,9 +55,7 @@ TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_
 LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
-RUN_OWNED = ("model", "ranks", "teacher", "train", "valid", "test", "out", "seed", "resume")
-# distill's parameters that are no options of a run (its click context, the corpora mirror).
-NOT_OPTIONS = ("ctx", "data_dir")
+RUN_OWNED = ("model", "ranks", "teacher", "train", "valid", "test", "out", "seed")
 # Names of the experiment, corpora, teachers and losses (folder and file names; @ joins a loss and its teacher).
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -265,50 +261,25 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
 
 
 def _check_distill_options(options: dict, what: str, bad) -> None:
-    from .cli import distill
+    from .train import option_names
 
-    known = set(inspect.signature(distill).parameters) - set(RUN_OWNED) - set(NOT_OPTIONS)
-    _only(options, known, what, bad)
-
-
-@cache
-def _distill_command():
-    """``ngteach distill`` as a click command, to parse a spec's options as its command line."""
-    import typer
-
-    from .cli import distill
-
-    app = typer.Typer(add_completion=False)
-    app.command()(distill)
-    return typer.main.get_command(app)
+    _only(options, option_names() - set(RUN_OWNED), what, bad)
 
 
 def _check_run_options(options: dict, what: str, bad):
     """The run configuration ``ngteach distill`` makes of ``options``, refused as distill
     would refuse it (before it reads any file)."""
-    from ngram_teacher.cli import _command_line_error
+    from .train import config_from_options, flag_options
 
-    from . import train
-    from .cli import run_config
-
-    command = _distill_command()
-    flags = {param.name for param in command.params if getattr(param, "is_flag", False)}
     for key, value in options.items():
-        if key in flags and not isinstance(value, bool):
+        if key in flag_options() and not isinstance(value, bool):
             raise bad(f"{what}: {key} must be true or false, not {value!r}")
-        if key not in flags and isinstance(value, bool):
+        if key not in flag_options() and isinstance(value, bool):
             raise bad(f"{what}: {key} takes a value, not true or false")
     try:
-        config = run_config(**command.make_context("distill", distill_args(options)).params)
-        train.check_config(config)
+        return config_from_options(options)
     except NgteachError as e:
         raise bad(f"{what}: {e}") from None
-    except Exception as e:  # typer's own errors: bad values, extra arguments
-        known = _command_line_error(e)
-        if known is None:
-            raise
-        raise bad(f"{what}: {known[0]}") from None
-    return config
 
 
 def distill_args(options: dict) -> list[str]:

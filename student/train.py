@@ -42,32 +42,31 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile, load_teacher
 from ngram_teacher.teachers import DEFAULT_K
 from ngram_teacher.model import tokens_sha256
-from ngram_teacher.files import read_json_object, temp_file, write_json, write_npy
-from ngram_teacher.provenance import provenance
+from corpora.files import read_json_object, temp_file, write_json, write_npy
+from corpora.provenance import provenance
 
 from .data import (PARTITION_MODES, FileRows, OnlineRows, TeacherReader, TeacherRows, bptt_batches,
                    window_batches)
-from .losses import KL_TAILS, kl_topk, plackett_luce_terms
+from .losses import KL_TAILS, OBJECTIVES, TEACHER_SMOOTHING, objective
 from .significance import check_run_directory
-from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict,
+from .model import (StudentConfig, build_student, carries_state, check_student, config_from_dict, student_config,
                     count_parameters, detach_state, perplexity)
 
-LOSSES = ("ce", "ls", "rank", "pl", "kl")
+LOSSES = tuple(OBJECTIVES)
 TEACHER_LOSSES = ("rank", "pl", "kl")
 # The weight of each loss's teacher (or smoothing) term when none is given. Rank: the weight
 # chosen on WT2-mini's validation text; larger ones over-fit the count ranks (README, Results).
 # pl: the paper's objective, every entry at full weight.
 DEFAULT_WEIGHT = {"ce": 0.0, "ls": 0.1, "rank": 0.01, "pl": 1.0, "kl": 0.5}
-TEACHER_SMOOTHING = "teacher"  # --smoothing: by the teacher's leftover mass at each position
 WEIGHT_SCHEDULES = ("constant", "linear:EPOCHS", "linear-tokens:TOKENS", "plateau")
 OPTIMIZERS = ("adamw", "sgd", "asgd")
+DEFAULT_LR = {"adamw": 2e-3, "sgd": 20.0, "asgd": 20.0}  # the learning rate when none is given
 SCHEDULES = ("plateau", "cosine", "constant")
 CHECKPOINT_KEYS = ("model", "optimizer", "state", "rng", "config")
 
@@ -87,7 +86,6 @@ class RunConfig:
     test: str | None = None
     valid_fraction: float = 0.1
     student: StudentConfig = field(default_factory=StudentConfig)
-    size: str = "small"
     loss: str = "rank"
     weight: float | None = None  # None: the loss's DEFAULT_WEIGHT
     k: int | None = None  # first k entries of each ranks row (None = all)
@@ -100,7 +98,7 @@ class RunConfig:
     weight_schedule: str = "constant"
     kl_tail: str = "uniform"  # what kl does with the teacher's mass outside its top-k (losses.kl_topk)
     optimizer: str = "adamw"
-    lr: float = 2e-3
+    lr: float | None = None  # None: the optimizer's DEFAULT_LR
     weight_decay: float = 0.01
     schedule: str = "plateau"
     batch_size: int = 20
@@ -113,13 +111,15 @@ class RunConfig:
     # plateau schedule, so a run stops once the rate is too small to matter instead of crawling on.
     min_improvement: float = 0.001
     checkpoint_every: int = 200  # batches between mid-epoch checkpoints (0: only at epoch ends)
-    eval_columns: int = 10
+    eval_columns: int = 10  # parts of an evaluation text read side by side
     seed: int = 0
     out: str = ""
 
     def __post_init__(self):
         if self.weight is None:
             self.weight = DEFAULT_WEIGHT.get(self.loss, 0.0)  # an unknown loss is refused by check_config
+        if self.lr is None:
+            self.lr = DEFAULT_LR.get(self.optimizer, DEFAULT_LR["adamw"])  # an unknown optimizer is refused too
 
     def save(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -130,11 +130,15 @@ class RunConfig:
         accepts (fields missing from older files get their defaults)."""
         check_run_directory(path.parent)
         values = read_json_object(path, f"{path.parent}: not a run directory (no {path.name})")
+        values.pop("size", None)  # runs made before it was dropped: the student's shape says it all
         student = values.get("student")
-        wrong = ("student must be an object" if not isinstance(student, dict)
-                 else _wrong_type(cls, values) or _wrong_type(StudentConfig, student, "student."))
-        if wrong:
-            raise NgteachError(f"{path}: not a readable run configuration ({wrong})")
+        if not isinstance(student, dict):
+            raise NgteachError(f"{path}: not a readable run configuration (student must be an object)")
+        for prefix, wrong in (("", _wrong_type(cls, values)), ("student.", _wrong_type(StudentConfig, student))):
+            if wrong:
+                name, expected, value = wrong
+                raise NgteachError(f"{path}: not a readable run configuration ({prefix}{name} must be {expected}, "
+                                   f"not {value!r})")
         try:
             values["student"] = config_from_dict(student)
             config = cls(**values)
@@ -148,13 +152,59 @@ class RunConfig:
         return config
 
 
+# ``ngteach distill``'s options (and an experiment spec's) that are not RunConfig fields by
+# name: the student's kind, preset size and overrides of its shape, and model for model_dir.
+STUDENT_OPTIONS = ("layers", "width", "embedding", "heads", "inner", "window", "memory", "dropout",
+                   "dropout_embedding", "tie_weights")
+INTERNAL_FIELDS = ("model_dir", "student", "vocab_sha256")  # set from other options, or recorded by the run
+
+
+def option_names() -> set[str]:
+    """Every option :func:`config_from_options` takes."""
+    return ({f.name for f in fields(RunConfig)} - set(INTERNAL_FIELDS)) | {"model", "student", "size",
+                                                                            *STUDENT_OPTIONS}
+
+
+def flag_options() -> set[str]:
+    """The options that are true or false (command-line flags)."""
+    return {f.name for cls in (RunConfig, StudentConfig) for f in fields(cls)
+            if typing.get_type_hints(cls)[f.name] is bool} & option_names()
+
+
+def config_from_options(options: dict) -> RunConfig:
+    """The run of ``ngteach distill``'s options, or an experiment spec's (names with ``_``),
+    checked: every RunConfig field by its name, ``model`` for model_dir, ``student`` and
+    ``size`` for the preset (lstm, small) that ``STUDENT_OPTIONS`` override. An absent or
+    None option takes its default; ``teacher`` and ``ranks`` exclude each other."""
+    unknown = sorted(set(options) - option_names())
+    if unknown:
+        raise NgteachError(f"unknown option {unknown[0]!r}")
+    given = {name: value for name, value in options.items() if value is not None}
+    if "teacher" in given and "ranks" in given:
+        raise NgteachError("give --ranks FILE or --teacher SPEC, not both")
+    shape = {name: given.pop(name) for name in STUDENT_OPTIONS if name in given}
+    kind, size = given.pop("student", "lstm"), given.pop("size", "small")
+    for cls, values in ((RunConfig, given), (StudentConfig, shape), (None, {"student": kind, "size": size})):
+        wrong = _wrong_type(cls, values) if cls else next(
+            ((name, "a string", value) for name, value in values.items() if not isinstance(value, str)), None)
+        if wrong:
+            name, expected, value = wrong
+            raise NgteachError(f"Invalid value for '--{name.replace('_', '-')}': {value!r} is not {expected}")
+    if "model" in given:
+        given["model_dir"] = given.pop("model")
+    config = RunConfig(**given, student=student_config(kind, size, **shape))
+    check_config(config)
+    return config
+
+
 TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
               type(None): "null"}
 
 
-def _wrong_type(cls, values: dict, prefix: str = "") -> str | None:
-    """Why a field in ``values`` does not have the type of that field of ``cls`` (a
-    dataclass; JSON integers pass as numbers, a nested dataclass as an object), or None."""
+def _wrong_type(cls, values: dict) -> tuple[str, str, object] | None:
+    """(field, the type it must have, the value) for the first field in ``values`` that does
+    not have the type of that field of ``cls`` (a dataclass; JSON integers pass as
+    numbers, a nested dataclass as an object), or None."""
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         if f.name not in values:
@@ -163,7 +213,7 @@ def _wrong_type(cls, values: dict, prefix: str = "") -> str | None:
         value = values[f.name]
         if not isinstance(value, allowed + ((int,) if float in allowed else ())) or (
                 isinstance(value, bool) and bool not in allowed):
-            return f"{prefix}{f.name} must be {' or '.join(TYPE_NAMES[t] for t in allowed)}, not {value!r}"
+            return f.name, " or ".join(TYPE_NAMES[t] for t in allowed), value
     return None
 
 
@@ -300,39 +350,7 @@ def encode_file(model: NgramModel, path: str) -> torch.Tensor:
     return torch.from_numpy(model.tokenizer.encode_file(check_corpus(path)).astype(np.int64))
 
 
-# ---- the objective ----------------------------------------------------------------------
-
-def objective(config: RunConfig, logits: torch.Tensor, targets: torch.Tensor,
-              teacher: TeacherRows | None, weight: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to minimise, cross-entropy) per target token, with the teacher's term at
-    ``weight`` (default ``config.weight``; :func:`teacher_weight` gives it by schedule)."""
-    weight = config.weight if weight is None else weight
-    smoothing = leftover_mass(teacher) if config.smoothing == TEACHER_SMOOTHING else config.smoothing
-    if config.loss in ("rank", "pl") and teacher.gt_first:
-        # The true word's Plackett-Luce term is its cross-entropy: one pass gives both.
-        terms = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask)
-        ce = terms[..., 0]
-        loss = smoothed(ce, logits, targets, smoothing) + weight * terms[..., 1:].sum(-1)
-        # pl: the paper's objective averages the terms over the row's real entries.
-        return (loss / teacher.mask.sum(-1) if config.loss == "pl" else loss), ce
-    ce = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
-    if config.loss == "ls":
-        return smoothed(ce, logits, targets, config.weight), ce
-    if config.loss == "rank":
-        ranking = plackett_luce_terms(logits, teacher.ranks, teacher.partitions, teacher.mask).sum(-1)
-        return smoothed(ce, logits, targets, smoothing) + weight * ranking, ce
-    if config.loss == "kl":
-        kl = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, config.kl_tail)
-        return (1 - weight) * smoothed(ce, logits, targets, smoothing) + weight * kl, ce
-    return ce, ce
-
-
-def leftover_mass(teacher: TeacherRows) -> torch.Tensor:
-    """The teacher's probability outside the real entries of each row [...]: what kl's
-    uniform tail spreads over the other words. The sum is taken in float64, as kl_topk does."""
-    inside = torch.where(teacher.mask, teacher.logprobs.double().exp(), 0).sum(-1)
-    return (1 - inside).clamp(0, 1).float()
-
+# ---- the teacher's weight ---------------------------------------------------------------
 
 def parse_weight_schedule(schedule: str) -> tuple[str, float | None]:
     """(kind, span) of a ``--weight-schedule``: ``constant``, ``linear:EPOCHS`` and
@@ -374,19 +392,6 @@ def plateau_reached(history: list[float], min_improvement: float) -> bool:
             return True
         best = min(best, loss)
     return False
-
-
-def smoothed(ce: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
-             smoothing: float | torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with uniform label smoothing as in F.cross_entropy: ``smoothing / V``
-    on every word, the target included (``smoothing``: one weight, or one per position).
-    The mean log-probability comes from the cross-entropy already computed (log Z = ce +
-    the target's logit): no second softmax."""
-    if isinstance(smoothing, (int, float)) and not smoothing:
-        return ce
-    logits = logits.float()
-    mean_logp = logits.mean(-1) - (ce + logits.gather(-1, targets[..., None])[..., 0])
-    return (1 - smoothing) * ce - smoothing * mean_logp
 
 
 # ---- evaluation -------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from ngram_teacher import RankFile
 from reference import NaiveTeacher, tokenize_file, vocabulary
 
 SCRIPT = Path(sys.executable).with_name("ngteach")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-c", "from ngteach.cli import main; main()"]
 
 
 class Workspace:
@@ -494,9 +494,9 @@ def test_outputs_get_the_users_usual_permissions(tmp_path):
     (tmp_path / "corpus.txt").write_text("a b c\na b d\n", encoding="utf-8")
     old = os.umask(0o022)
     try:
-        subprocess.run([sys.executable, "-c", "from ngram_teacher.cli import main; main()", "build", "corpus.txt"],
+        subprocess.run([sys.executable, "-c", "from ngteach.cli import main; main()", "build", "corpus.txt"],
                        cwd=tmp_path, check=True, capture_output=True)
-        subprocess.run([sys.executable, "-c", "from ngram_teacher.cli import main; main()", "rank", "-o", "r.bin"],
+        subprocess.run([sys.executable, "-c", "from ngteach.cli import main; main()", "rank", "-o", "r.bin"],
                        cwd=tmp_path, check=True, capture_output=True)
     finally:
         os.umask(old)

@@ -23,7 +23,7 @@ from student.results import Line, _test_bars, markdown, summarize
 from student.significance import load_run_lines, paired_bootstrap
 from student.spec import Config, load_spec, parse_spec
 
-COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
+COMMAND = [sys.executable, "-c", "from ngteach.cli import main; main()"]
 
 SPEC = """
 name = "small"
@@ -366,7 +366,7 @@ def test_jobs_and_threads_below_one_are_refused_before_anything_is_written(jobs,
 
 
 def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
-    from student.cli import _run_grid, demo
+    from ngteach.training import _run_grid, demo
 
     spec = parse_spec(tomllib.loads(SPEC), tmp_path)
     run = tmp_path / "run"  # a distill run directory
@@ -555,7 +555,7 @@ def test_born_again_lines_are_compared_like_any_teacher(born_again):
     table = (born_again / "out/results.md").read_text(encoding="utf-8")
     cells = {row.split("|")[1].strip(): row.split("|") for row in table.splitlines() if "@ba" in row}
     assert sorted(cells) == ["kl@ba", "rank@ba"]
-    assert cells["rank@ba"][7].strip() == "kl@ba" and cells["kl@ba"][7].strip() == "rank@ba"
+    assert cells["rank@ba"][8].strip() == "kl@ba" and cells["kl@ba"][8].strip() == "rank@ba"
     assert all(row[6].strip() and row[8].strip() for row in cells.values())  # p vs ce and vs the other loss
 
 

@@ -233,3 +233,38 @@ def test_kl_topk_renormalised_matches_the_dense_teacher_without_a_tail(vocab, se
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="tail must be one of uniform, renormalise"):
         kl_topk(logits, ranks, top, tail="spread")
+
+
+def test_float64_inputs_keep_their_precision_and_pass_gradcheck():
+    generator = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 9, generator=generator, dtype=torch.float64, requires_grad=True)
+    ranks = torch.tensor([[3, 1, 7], [0, 8, 2]])
+    partitions = torch.tensor([[0, 1, 1], [0, 1, 2]])
+    teacher = torch.log(torch.tensor([[0.5, 0.2, 0.1], [0.3, 0.3, 0.2]], dtype=torch.float64))
+    assert plackett_luce(logits, ranks, partitions).dtype == torch.float64
+    assert kl_topk(logits, ranks, teacher).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda x: plackett_luce(x, ranks, partitions), (logits,))
+    assert torch.autograd.gradcheck(lambda x: kl_topk(x, ranks, teacher), (logits,))
+    assert torch.autograd.gradcheck(lambda x: kl_topk(x, ranks, teacher, tail="renormalise"), (logits,))
+    # narrower inputs are summed in float32
+    assert plackett_luce(logits.detach().bfloat16(), ranks, partitions).dtype == torch.float32
+
+
+def test_every_objective_is_found_by_name_with_one_signature():
+    from student.data import TeacherRows
+    from student.losses import OBJECTIVES, Terms
+
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 3, 11, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 11, (2, 3), generator=generator)
+    ranks = torch.cat([targets[..., None], (targets[..., None] + torch.arange(1, 4)) % 11], -1)
+    teacher = TeacherRows(ranks, None, torch.ones_like(ranks, dtype=torch.bool),
+                          torch.full(ranks.shape, -2.0, dtype=torch.float64), True)
+    plain = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    assert set(OBJECTIVES) == {"ce", "ls", "rank", "pl", "kl"}
+    for name, loss in OBJECTIVES.items():
+        value, ce = loss(logits, targets, teacher, Terms(weight=0.0))
+        assert value.shape == ce.shape == targets.shape and value.dtype == torch.float64
+        torch.testing.assert_close(ce, plain)
+        # at weight 0 (and no smoothing) each is cross-entropy, pl averaged over its 4 entries
+        torch.testing.assert_close(value, plain / 4 if name == "pl" else plain)

@@ -14,7 +14,7 @@ import torch
 
 from corpora.builtin import python_docs_splits
 from ngram_teacher import NgramModel, RankFile, build_model
-from ngram_teacher.cli import main
+from ngteach.cli import main
 from student import neural_teachers
 from student.model import build_student, student_config
 from ngram_teacher import load_teacher, write_ranks
@@ -39,7 +39,7 @@ def born_again(tmp_path_factory):
                                     encoding="utf-8")
     build_model(root / "train.txt", root / "model", order=3)
     config = RunConfig(model_dir=str(root / "model"), student=student_config("lstm", "tiny", window=20),
-                       size="tiny", loss="ce", epochs=1, batch_size=8, out=str(root / "run"))
+                       loss="ce", epochs=1, batch_size=8, out=str(root / "run"))
     run(config, log=lambda line: None)
     return root
 

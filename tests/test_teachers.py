@@ -107,7 +107,7 @@ def test_a_neural_teacher_ranks_to_a_file_only(models):
 
 def tiny(models: Path, out: Path, **changes) -> RunConfig:
     config = RunConfig(model_dir=str(models / "base"), student=student_config("lstm", "tiny", window=20),
-                       size="tiny", epochs=2, batch_size=8, patience=9, out=str(out))
+                       epochs=2, batch_size=8, patience=9, out=str(out))
     return replace(config, **changes)
 
 

@@ -25,7 +25,7 @@ from student.data import GT_PARTITION, TeacherReader, TeacherRows, bptt_batches,
 from student.model import student_config
 from student.train import RunConfig, evaluate_run, objective, run
 
-COMMAND = [sys.executable, "-c", "from ngram_teacher.cli import main; main()"]
+COMMAND = [sys.executable, "-c", "from ngteach.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def teacher(tmp_path_factory):
 def tiny_config(teacher: Path, out: Path, **changes) -> RunConfig:
     config = RunConfig(model_dir=str(teacher / "ngteach-model"), ranks=str(teacher / "ranks.bin"),
                        test=str(teacher / "test.txt"), student=student_config("lstm", "tiny", window=20),
-                       size="tiny", loss="ce", epochs=2, batch_size=8, out=str(out))
+                       loss="ce", epochs=2, batch_size=8, out=str(out))
     return replace(config, **changes)
 
 
@@ -466,10 +466,10 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher,
               "--model", str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"), "--loss", "rank",
               "--test", str(teacher / "test.txt")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "ngram_teacher", "distill", *common, "--batch-size", "8",
+    subprocess.run([sys.executable, "-m", "ngteach", "distill", *common, "--batch-size", "8",
                     "--out", str(tmp_path / "one")], check=True, capture_output=True, env=env)
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "ngram_teacher", "distill", *common, "--batch-size", "4", "--out", str(tmp_path / "two")],
+                          "-m", "ngteach", "distill", *common, "--batch-size", "4", "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     one = json.loads((tmp_path / "one/summary.json").read_text())
@@ -484,7 +484,7 @@ def test_two_process_ddp_resume_restores_each_process_dropout(teacher, tmp_path)
     common = ["--size", "tiny", "--window", "20", "--batch-size", "4", "--model", str(teacher / "ngteach-model"),
               "--ranks", str(teacher / "ranks.bin"), "--test", str(teacher / "test.txt"), "--patience", "9"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "ngram_teacher", "distill"]
+                "-m", "ngteach", "distill"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for out, epochs in (("whole", "2"), ("cut", "1")):
         done = subprocess.run([*torchrun, *common, "--epochs", epochs, "--out", str(tmp_path / out)],
@@ -639,3 +639,23 @@ def test_teacher_smoothing_is_each_positions_leftover_mass(teacher, tmp_path):
         result = subprocess.run([*COMMAND, "distill", "--smoothing", bad, "--out", str(tmp_path / "r")],
                                 capture_output=True, text=True)
         assert result.returncode != 0 and says in result.stderr
+
+
+def test_distills_options_are_the_runs_settings():
+    """One schema: every distill option is a setting config_from_options takes, and back."""
+    import inspect
+
+    from ngteach.training import distill
+
+    assert set(inspect.signature(distill).parameters) - {"ctx", "data_dir", "resume"} == train.option_names()
+    config = train.config_from_options({"student": "transformer", "size": "tiny", "heads": 4, "model": "m",
+                                        "optimizer": "sgd", "weight_decay": 0.0, "valid_fraction": 0.2})
+    assert (config.student.kind, config.student.heads, config.model_dir) == ("transformer", 4, "m")
+    assert config.lr == train.DEFAULT_LR["sgd"] == 20.0 and config.weight_decay == 0.0 and config.valid_fraction == 0.2
+    for options, says in (({"wings": 2}, "unknown option 'wings'"),
+                          ({"epochs": "one"}, "Invalid value for '--epochs': 'one' is not an integer"),
+                          ({"tie_weights": "no"}, "Invalid value for '--tie-weights': 'no' is not true or false"),
+                          ({"ranks": "r.bin", "teacher": "count:m"}, "give --ranks FILE or --teacher SPEC, not both"),
+                          ({"valid_fraction": 1.5}, "--valid-fraction must be between 0 and 1")):
+        with pytest.raises(NgteachError, match=says):
+            train.config_from_options(options)

@@ -6,7 +6,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .model import TOOL_VERSION
+TOOL_VERSION = "0.1.0"
 
 LIBRARIES = ("numpy", "torch", "kenlm", "marisa-trie", "sentencepiece", "typer")
 

@@ -1,7 +1,9 @@
-"""``ngteach distill``, ``ngteach eval`` and ``ngteach compare``.
+"""``ngteach distill``, ``eval``, ``compare``, ``experiment`` and ``demo``.
 
-Registered on the ``ngteach`` app by :mod:`ngram_teacher.cli`. torch is imported only
-when one of these commands runs, so the teacher's commands start fast.
+Registered on the ``ngteach`` app by :mod:`ngteach.cli`. torch is imported only when one
+of these commands runs, so the teacher's commands start fast. ``distill``'s options are
+the run's settings (:func:`student.train.config_from_options` builds and checks the run
+from them; a test checks that the two name the same settings).
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Optional
 import typer
 
 from corpora import NgteachError
-from ngram_teacher.progress import say
+from corpora.progress import say
+from corpora.registry import resolve_corpus_arg
 
 
 def distill(
@@ -46,7 +49,9 @@ def distill(
     train: Optional[str] = typer.Option(None, help="Train on this text (a file or a named split) in the model's "
                                         "vocabulary, instead of the model's own corpus."),
     valid: Optional[str] = typer.Option(None, help="Validation text, a file or a named split such as "
-                                                   "python-docs:valid (default: the last tenth of the corpus)."),
+                                                   "python-docs:valid (default: the tail of the training text)."),
+    valid_fraction: float = typer.Option(0.1, help="Without --valid: the share of the training text held out "
+                                         "at its end for validation."),
     test: Optional[str] = typer.Option(None, help="Test text (a file or a named split), evaluated with the "
                                                   "best checkpoint."),
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
@@ -54,13 +59,17 @@ def distill(
     layers: Optional[int] = typer.Option(None, help="Override the size's number of layers."),
     width: Optional[int] = typer.Option(None, help="Override the hidden size / model dimension."),
     embedding: Optional[int] = typer.Option(None, help="Override the LSTM embedding size."),
+    heads: Optional[int] = typer.Option(None, help="Override the transformer's attention heads."),
+    inner: Optional[int] = typer.Option(None, help="Override the transformer's feed-forward size."),
     window: Optional[int] = typer.Option(None, help="BPTT length (LSTM) or context window (transformer)."),
     memory: Optional[int] = typer.Option(None, help="Transformer-XL-like memory of the previous segment."),
     dropout: Optional[float] = typer.Option(None, help="Override the output dropout."),
     dropout_embedding: Optional[float] = typer.Option(None, help="Override the embedding dropout."),
-    tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights"),
+    tie_weights: Optional[bool] = typer.Option(None, "--tie-weights/--no-tie-weights",
+                                               help="Share the embedding and the output layer (the sizes' default)."),
     optimizer: str = typer.Option("adamw", help="adamw, sgd or asgd."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default 2e-3 adamw, 20 sgd/asgd)."),
+    weight_decay: float = typer.Option(0.01, help="The optimizer's weight decay."),
     schedule: str = typer.Option("plateau", help="plateau (lr / 4 when valid stalls), cosine or constant."),
     batch_size: int = typer.Option(20, help="Columns (LSTM) or windows (transformer) per batch."),
     clip: float = typer.Option(0.25, help="Gradient norm clipping."),
@@ -70,21 +79,23 @@ def distill(
     patience: int = typer.Option(3, help="Epochs without a better validation perplexity before stopping."),
     min_improvement: float = typer.Option(0.001, help="Relative drop in validation perplexity that counts as better."),
     checkpoint_every: int = typer.Option(200, help="Batches between mid-epoch checkpoints (0: epoch ends only)."),
+    eval_columns: int = typer.Option(10, help="Parts of an evaluation text read side by side, each from a fresh "
+                                     "state."),
     seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
     """Train a student language model from the teacher's ranks."""
-    from . import train
+    from student import train
 
     if resume is not None:
         _only_resume(ctx)
         config = train.RunConfig.load(resume / "config.json")
         config.out = str(resume)
     else:
-        config = run_config(**ctx.params)
+        config = run_config(ctx.params)
         if Path(config.out).exists() and any(Path(config.out).iterdir()):
             raise NgteachError(f"{config.out}: the run directory exists; use --resume {config.out} or another --out")
-    from ngram_teacher.progress import progress_bars
+    from corpora.progress import progress_bars
 
     with progress_bars() as bars:
         summary = train.run(config, resume=resume is not None, log=say,
@@ -94,37 +105,23 @@ def distill(
         f"(best epoch {summary['best_epoch']}, {summary['tokens_per_s']:,.0f} tokens/s)")
 
 
-def run_config(*, student, size, loss, weight, weight_schedule, kl_tail, partition, k, min_order, smoothing, model,
-               ranks, teacher, train, valid, test,
-               data_dir, out, layers, width, embedding, window, memory, dropout, dropout_embedding, tie_weights,
-               optimizer, lr, schedule, batch_size, clip, epochs, max_tokens, max_time, patience, min_improvement,
-               checkpoint_every, seed, resume=None):
-    """The ``train.RunConfig`` of distill's options (its ``ctx.params``, so an option added to
-    distill must be added here too, or this fails), before ``train.check_config``."""
-    from .model import student_config
-    from .train import RunConfig
+def run_config(params: dict):
+    """The run of distill's options (``ctx.params``): named splits read as files, the
+    smoothing parsed, the default run directory filled in."""
+    from student.train import config_from_options
 
-    if teacher is not None and ranks is not None:
-        raise NgteachError("give --ranks FILE or --teacher SPEC, not both")
-    config = RunConfig(
-        model_dir=model, ranks=ranks or "ranks.bin", teacher=teacher, train=_text(train, data_dir),
-        valid=_text(valid, data_dir), test=_text(test, data_dir),
-        size=size, loss=loss, weight=weight, weight_schedule=weight_schedule, kl_tail=kl_tail,
-        k=k, partition=partition, min_order=min_order, smoothing=_smoothing(smoothing), optimizer=optimizer,
-        lr=lr if lr is not None else (2e-3 if optimizer == "adamw" else 20.0), schedule=schedule,
-        batch_size=batch_size, clip=clip, epochs=epochs, max_tokens=max_tokens, max_time=max_time,
-        patience=patience, min_improvement=min_improvement, checkpoint_every=checkpoint_every, seed=seed,
-        student=student_config(student, size, layers=layers, width=width, embedding=embedding,
-                               window=window, memory=memory, dropout=dropout, dropout_embedding=dropout_embedding,
-                               tie_weights=tie_weights),
-    )
-    config.out = out or str(Path("runs") / f"{student}-{size}-{loss}-s{seed}")
-    return config
+    options = {name: value for name, value in params.items() if name not in ("data_dir", "resume")}
+    for text in ("train", "valid", "test"):
+        options[text] = _text(options[text], params["data_dir"])
+    options["smoothing"] = _smoothing(options["smoothing"])
+    options["out"] = options["out"] or str(Path("runs") / f"{params['student']}-{params['size']}-{params['loss']}-"
+                                                          f"s{params['seed']}")
+    return config_from_options(options)
 
 
 def _smoothing(value: str) -> float | str:
     """--smoothing's weight, or ``teacher``."""
-    from .train import TEACHER_SMOOTHING
+    from student.losses import TEACHER_SMOOTHING
 
     if value == TEACHER_SMOOTHING:
         return value
@@ -148,8 +145,8 @@ def evaluate(run: Path = typer.Argument(..., help="A run directory."),
              ) -> None:
     """Print the perplexity of RUN's best checkpoint on TEXT, with and without its
     out-of-vocabulary tokens."""
-    from . import train
-    from .model import perplexity
+    from student import train
+    from student.model import perplexity
 
     logprobs, tokens, unk = train.evaluate_text(run, _text(text, data_dir))
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
@@ -161,8 +158,6 @@ def evaluate(run: Path = typer.Argument(..., help="A run directory."),
 
 def _text(spec: Optional[str], data_dir: Optional[Path]) -> Optional[str]:
     """A text file as given, or the file of a named split such as ``python-docs:test``."""
-    from ngram_teacher.cli import resolve_corpus_arg
-
     return spec if spec is None or Path(spec).exists() else str(resolve_corpus_arg(spec, data_dir))
 
 
@@ -177,7 +172,7 @@ def compare(run_a: Path = typer.Argument(..., help="First run directory."),
                                              help="Leave the out-of-vocabulary (<unk>) test tokens out, as "
                                                   "KenLM's perplexity without OOVs does.")) -> None:
     """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value."""
-    from .significance import compare_runs, format_comparison
+    from student.significance import compare_runs, format_comparison
 
     comparison = compare_runs(run_a, run_b, method=method, block=block, resamples=resamples, seed=seed,
                               exclude_oov=exclude_oov)
@@ -197,7 +192,7 @@ def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML;
                ) -> None:
     """Run a grid of corpus x teacher x loss x seed (resumable) and write results.csv,
     results.md and plots."""
-    from .spec import load_spec
+    from student.spec import load_spec
 
     _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only, archive)
 
@@ -206,7 +201,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
          jobs: int = typer.Option(2, min=1, help="Runs at a time.")) -> None:
     """A small version of the paper's comparison on the built-in python-docs corpus
     (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table."""
-    from .spec import demo_spec
+    from student.spec import demo_spec
 
     _run_grid(demo_spec(), out, jobs, 1, None, False)
     print((out / "results.md").read_text(encoding="utf-8"))
@@ -214,9 +209,9 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
 
 def _run_grid(spec, out: Optional[Path], jobs: int, threads: int, data_dir: Optional[Path],
               results_only: bool, archive: Optional[Path] = None) -> None:
-    from ngram_teacher.progress import progress_bars
+    from corpora.progress import progress_bars
 
-    from .experiment import archive_experiment, check_archive, plan_runs, run_experiment, write_results
+    from student.experiment import archive_experiment, check_archive, plan_runs, run_experiment, write_results
 
     out = out or Path("runs") / spec.name
     if out.exists() and not out.is_dir():

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from corpora import NgteachError
+from .errors import NgteachError
 
 
 def _umask() -> int:

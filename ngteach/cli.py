@@ -1,7 +1,10 @@
-"""The ``ngteach`` command line: a thin layer over the library.
+"""The ``ngteach`` command line: a thin layer over the library, the one place that
+imports every layer (corpora, ngram_teacher, student) and that none of them imports.
 
 Every failure a user can cause ends as one line on stderr (``ngteach: error: ...``) and
 a non-zero exit: 2 for a malformed command line, 1 for bad input, 130 when interrupted.
+The teacher's commands are here; the student's (distill, eval, compare, experiment,
+demo) in :mod:`ngteach.training`.
 """
 from __future__ import annotations
 
@@ -16,17 +19,20 @@ from typing import Optional
 
 import typer
 
+import student  # noqa: F401  (adds the neural teachers' specs)
 from corpora import NgteachError, WordTokenizer, check_corpus
-from student import cli as student_cli
+from corpora.progress import progress_bars, say
+from corpora.provenance import TOOL_VERSION
+from corpora.registry import resolve_corpus_arg
+from ngram_teacher.arpa import write_arpa
+from ngram_teacher.arpa_rank import arpa_continuations, load_teacher as load_arpa_teacher
+from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, estimate_kneser_ney
+from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
+from ngram_teacher.rank import continuations
+from ngram_teacher.rankfile import RankFile
+from ngram_teacher.teachers import CountTeacher, load_teacher, write_ranks
 
-from .arpa import write_arpa
-from .arpa_rank import arpa_continuations, load_teacher as load_arpa_teacher
-from .kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, estimate_kneser_ney
-from .model import MAX_ORDER, TOOL_VERSION, NgramModel, build_model
-from .progress import progress_bars, say
-from .rank import continuations
-from .rankfile import RankFile
-from .teachers import CountTeacher, load_teacher, write_ranks
+from . import training
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Turn a text corpus into an N-gram teacher, and train language models from its ranks.")
@@ -45,17 +51,6 @@ def _version(show: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Turn a text corpus into an N-gram teacher, and train language models from its ranks."""
-
-
-def resolve_corpus_arg(spec: str, data_dir: Optional[Path]) -> Path:
-    """A path, or a registry name such as ``wikitext-2:valid`` (read from ``--data-dir``
-    or ``$NGTEACH_DATA_DIR`` when given, downloaded and cached otherwise)."""
-    from corpora.registry import is_registry_name, resolve_corpus
-
-    if Path(spec).exists() or not is_registry_name(spec):
-        return check_corpus(spec)
-    with progress_bars() as bars:
-        return resolve_corpus(spec, data_dir=data_dir, on_bytes=bars.add(f"fetch {spec}", None, "bytes"))
 
 
 def _tokenize_with(tokenizer: Optional[str], vocab_size: Optional[int], sp_model: Optional[Path],
@@ -291,9 +286,7 @@ def _describe_ranks(ranks: RankFile) -> None:
     print(f"  tokens     sha256 {header['tokens_sha256'][:16]}...")
 
 
-# The student's commands (distill, eval, compare): the command line is the one place
-# where the teacher and the student packages meet.
-student_cli.register(app)
+training.register(app)
 
 
 def _shown(text: str) -> str:

@@ -1,0 +1,8 @@
+"""ngteach, the application: the ``ngteach`` command line over the library's layers.
+
+The layers import one way: :mod:`corpora` (text -> token ids and vocabulary, and the
+helpers every layer shares: errors, files, progress, provenance) imports nothing of the
+project; :mod:`ngram_teacher` (ids -> counts -> ranks, the teachers) imports corpora;
+:mod:`student` (ranks -> a trained model) imports both; :mod:`ngteach.cli` imports all
+of them and none imports it.
+"""
