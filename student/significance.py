@@ -101,14 +101,21 @@ def _read_summary(run: Path) -> dict:
 def load_run_lines(run_dir: str | Path, tokens: int) -> np.ndarray | None:
     """The run's line offsets into its test log-probabilities, or None if it saved none."""
     path = Path(run_dir) / LINES
+    lines = _optional_array(path)
+    if lines is not None:
+        _check_lines(lines, tokens, str(path))
+    return lines
+
+
+def _optional_array(path: Path) -> np.ndarray | None:
+    """The integer array saved at ``path`` as int64, None if there is none (older runs)."""
     if not path.exists():
         return None
     try:
-        lines = np.load(path, allow_pickle=False)
+        array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise NgteachError(f"{path}: unreadable or truncated ({e})") from None
-    _check_lines(lines, tokens, str(path))
-    return lines.astype(np.int64)
+    return array if array.dtype.kind not in "iu" else array.astype(np.int64)
 
 
 def _check_lines(lines: np.ndarray, tokens: int, name: str) -> None:
@@ -122,17 +129,14 @@ def load_run_oov(run_dir: str | Path, tokens: int) -> np.ndarray | None:
     """The positions of the run's out-of-vocabulary test tokens, or None if it saved none
     (runs made before they were recorded)."""
     path = Path(run_dir) / OOV
-    if not path.exists():
+    oov = _optional_array(path)
+    if oov is None:
         return None
-    try:
-        oov = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise NgteachError(f"{path}: unreadable or truncated ({e})") from None
     if (oov.ndim != 1 or oov.dtype.kind not in "iu" or (np.diff(oov) <= 0).any()
             or (len(oov) and not 0 <= oov[0] <= oov[-1] < tokens)):
         raise NgteachError(f"{path}: out-of-vocabulary positions must be a 1-d rising integer array within the "
                            f"{tokens} test tokens")
-    return oov.astype(np.int64)
+    return oov
 
 
 def without_positions(logprobs: np.ndarray, lines: np.ndarray | None,
