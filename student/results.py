@@ -48,6 +48,9 @@ class Line:
     p_baseline: float | None = None
     other: str | None = None  # the best other configuration with the same teacher
     p_other: float | None = None
+    # Training tokens each seed took to reach the best validation perplexity of the
+    # reference (ce) run of the same seed; None where it never did.
+    to_reference: dict[int, int | None] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -162,8 +165,30 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
                 lines.append(Line(config, finished, [s["test_ppl"] for s in summaries],
                                   [s["valid_ppl"] for s in summaries], no_oov, exclude_oov))
         _add_p_values(lines, spec.baseline, scores)
+        _add_learning_speed(lines)
         tables[corpus.name] = Table(lines, _teacher_pairs(lines, scores), _oov_count(lines, scores))
     return tables
+
+
+def reference_line(lines: list[Line]) -> Line | None:
+    """The line learning speed is measured against: the first of plain cross-entropy."""
+    return next((line for line in lines if line.config.loss == "ce" and line.config.teacher is None), None)
+
+
+def _add_learning_speed(lines: list[Line]) -> None:
+    reference = reference_line(lines)
+    if reference is None:
+        return
+    best = dict(zip(reference.runs, reference.valid))
+    for line in lines:
+        line.to_reference = {seed: tokens_to_reach(_valid_curve(run.directory / "metrics.jsonl"), best[seed])
+                             for seed, run in line.runs.items() if seed in best}
+
+
+def tokens_to_reach(curve: tuple[list[int], list[float]], target: float) -> int | None:
+    """The training tokens after the first epoch whose validation perplexity is at most
+    ``target`` (None if none is)."""
+    return next((tokens for tokens, valid in zip(*curve) if valid <= target), None)
 
 
 def _oov_count(lines: list[Line], scores: RunScores) -> tuple[int, int] | None:
@@ -244,7 +269,9 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
             f"{METRIC_NAMES[spec.metric]}, over the seeds both configurations have. p: two-sided paired "
             "bootstrap over blocks of whole test lines (at least "
             "1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
-            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Teachers compared: "
+            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Tokens to the best "
+            "valid: the training tokens after which a seed first reached the best validation perplexity of plain "
+            "cross-entropy's run of the same seed (mean over the seeds that did). Teachers compared: "
             "the perplexities of those seed-averaged log-probabilities, their difference and its 95% "
             "bootstrap interval.", ""]
     return "\n".join(out)
@@ -252,17 +279,30 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
 
 def _lines_table(spec: Spec, lines: list[Line]) -> list[str]:
     baseline, measure = spec.baseline, METRIC_LABELS[spec.metric]
+    reference = reference_line(lines)
+    speed = f"tokens to {reference.name}'s best valid" if reference else "tokens to ce's best valid"
     rows = [f"| configuration | seeds | test ppl | test ppl excl. OOV | valid ppl | Δ {measure} vs {baseline} "
-            f"| p vs {baseline} | best other loss, same teacher | p vs it |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            f"| p vs {baseline} | best other loss, same teacher | p vs it | {speed} |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     base = next((line for line in lines if line.name == baseline), None)
     for line in lines:
         delta = "" if base is None or line is base or not line.shared_seeds(base) \
             else f"{line.delta(base):+.2f}"
         rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.test_no_oov)} "
                     f"| {_mean_sd(line.valid)} | {delta} | {_p(line.p_baseline)} | {line.other or ''} "
-                    f"| {_p(line.p_other)} |")
+                    f"| {_p(line.p_other)} | {_speed(line.to_reference)} |")
     return rows
+
+
+def _speed(to_reference: dict[int, int | None]) -> str:
+    """The mean tokens of the seeds that reached the reference, and how many did."""
+    reached = [tokens for tokens in to_reference.values() if tokens is not None]
+    if not to_reference:
+        return ""
+    if not reached:
+        return "not reached"
+    shown = f"{statistics.fmean(reached) / 1e6:.2f}M"
+    return shown if len(reached) == len(to_reference) else f"{shown} ({len(reached)} of {len(to_reference)} seeds)"
 
 
 def _teacher_pairs_table(pairs: list[TeacherPair], metric: str) -> list[str]:
@@ -314,6 +354,10 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
                 tokens, valid = _valid_curve(run.directory / "metrics.jsonl")
                 values += valid
                 axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.name if n == 0 else None)
+        reference = reference_line(lines)
+        if reference is not None:  # what the learning-speed column measures against
+            axis.axhline(statistics.fmean(reference.valid), color="grey", ls="--", lw=0.8,
+                         label=f"{reference.name}'s best (mean)")
         axis.set(xlabel="training tokens", ylabel="validation perplexity", title=_title(spec, corpus))
         axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
         axis.legend(fontsize=8)

@@ -19,7 +19,7 @@ from ngram_teacher import NgramModel, RankFile
 from ngram_teacher.model import file_sha256
 from student.experiment import (Step, check_made, corpus_record, corpus_splits, in_run_order, plan_runs,
                                 prepare_teachers, run_experiment, schedule, write_corpus)
-from student.results import Line, _test_bars, markdown, summarize
+from student.results import Line, _test_bars, markdown, summarize, tokens_to_reach
 from student.significance import load_run_lines, paired_bootstrap
 from student.spec import Config, load_spec, parse_spec
 
@@ -184,6 +184,29 @@ def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer
     for model in ("docs/model", "docs/teachers/count2/model"):
         assert set(NgramModel(out / model).vocab.tokens) == expected
     assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
+
+
+def test_learning_speed_is_the_tokens_to_reach_the_ce_runs_best_validation(grid):
+    root, _ = grid
+    out = root / "out"
+    curves = {}
+    for name in ("ce", "rank@count2"):
+        epochs = [json.loads(line) for line in (out / f"docs/runs/{name}-s0/metrics.jsonl").read_text().splitlines()]
+        curves[name] = [(e["tokens"], e["valid_ppl"]) for e in epochs]
+    target = min(valid for _, valid in curves["ce"])
+    expected = next((tokens for tokens, valid in curves["rank@count2"] if valid <= target), None)
+    spec = parse_spec(tomllib.loads(SPEC), root)
+    line = next(line for line in summarize(spec, plan_runs(spec, out))["docs"].lines if line.name == "rank@count2")
+    assert line.to_reference == {0: expected}
+    table = (out / "results.md").read_text(encoding="utf-8")
+    assert "tokens to ce's best valid |" in table
+    row = next(row for row in table.splitlines() if row.startswith("| rank@count2 ")).split(" | ")
+    assert row[-1].rstrip(" |") == ("not reached" if expected is None else f"{expected / 1e6:.2f}M")
+
+
+def test_tokens_to_reach_by_hand():
+    curve = ([100, 200, 300, 400], [50.0, 40.0, 30.0, 35.0])
+    assert [tokens_to_reach(curve, target) for target in (60, 40, 31, 30, 29)] == [100, 200, 300, 300, None]
 
 
 def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
