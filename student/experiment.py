@@ -71,6 +71,7 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
             for seed in spec.seeds:
                 directory = out / corpus.name / "runs" / f"{config.name}-s{seed}"
                 options = {**spec.student, **config.options, "model": str(model), "ranks": ranks and str(ranks),
+                           **({"train": str(data / "student.txt")} if corpus.train_share else {}),
                            "valid": str(data / "valid.txt"), "test": str(data / "test.txt"),
                            "out": str(directory), "seed": seed}
                 runs.append(Run(corpus.name, config, seed, directory, options))
@@ -111,7 +112,8 @@ def check_plan(runs: list[Run], out: Path) -> None:
 # ---- data and teachers ------------------------------------------------------------------------
 
 def corpus_splits(spec: Spec, corpus: CorpusSpec, data_dir: Path | None = None) -> dict[str, str]:
-    """The test, valid and train texts of ``corpus`` (refused if one would be empty)."""
+    """The test, valid and train texts of ``corpus`` (refused if one would be empty), and
+    with ``train_share`` the student's: the first lines of train, that share of them."""
     lines = _read_lines(spec, corpus.train, data_dir)
     # Fractions are of the whole file: test is its tail, valid the lines just before it.
     n_test, n_valid = (round(len(lines) * (fraction or 0)) for fraction in (corpus.test_fraction, corpus.valid_fraction))
@@ -122,14 +124,17 @@ def corpus_splits(spec: Spec, corpus: CorpusSpec, data_dir: Path | None = None) 
     if not train or not valid or not test:
         raise NgteachError(f"corpus {corpus.name}: a split would be empty ({len(train)} train, {len(valid)} valid, "
                            f"{len(test)} test lines; the fractions are of the {len(lines)} line(s) of {corpus.train})")
-    return {"test": "".join(test), "valid": "".join(valid), "train": "".join(train)}
+    splits = {"test": "".join(test), "valid": "".join(valid), "train": "".join(train)}
+    if corpus.train_share:
+        splits["student"] = "".join(train[:max(1, round(len(train) * corpus.train_share))])
+    return splits
 
 
 def write_corpus(folder: Path, splits: dict[str, str], record: dict) -> None:
     """Write the splits of a corpus and their record (:func:`corpus_record`) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / SOURCE, record)
-    for split in ("test", "valid", "train"):  # train last: it marks done
+    for split in sorted(splits, key=lambda split: split == "train"):  # train last: it marks done
         write_atomic(folder / f"{split}.txt", splits[split].encode("utf-8"))
 
 
@@ -221,7 +226,7 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
     from ngram_teacher import NgramModel, build_model
 
     corpus_dir = out / corpus.name
-    train = corpus_dir / "data" / "train.txt"
+    train, ranked = corpus_dir / "data" / "train.txt", student_text(corpus_dir, corpus)
     base, _ = teacher_files(corpus_dir, None)
     # Every model of a corpus shares one vocabulary, so every run is tested on the same tokens.
     tokenize = partial(WordTokenizer.train, min_count=corpus.min_count or 1)
@@ -237,19 +242,25 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
         if teacher.kind == "count":
             if not model.exists():
                 build_model(train, model, order=teacher.order, tokenize=tokenize)
-            _count_ranks(NgramModel(model), teacher, ranks, str(train))
+            _count_ranks(NgramModel(model), teacher, ranks, ranked)
         else:
-            _kneser_ney_ranks(NgramModel(model), teacher, ranks, str(train))
+            _kneser_ney_ranks(NgramModel(model), teacher, ranks, ranked)
 
 
-def _count_ranks(model, teacher: TeacherSpec, ranks: Path, source: str) -> None:
+def student_text(corpus_dir: Path, corpus: CorpusSpec) -> Path:
+    """The text the students of ``corpus`` train on (and the teachers rank): the training
+    split, or with ``train_share`` its first lines while the teachers count it all."""
+    return corpus_dir / "data" / ("student.txt" if corpus.train_share else "train.txt")
+
+
+def _count_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:
     from ngram_teacher import load_teacher, write_ranks
 
-    write_ranks(load_teacher(f"count:{model.directory}", model, teacher.k), model.tokens(), ranks, teacher.k,
-                with_scores=True, corpus=source)
+    write_ranks(load_teacher(f"count:{model.directory}", model, teacher.k), model.tokenizer.encode_file(text), ranks,
+                teacher.k, with_scores=True, corpus=str(text))
 
 
-def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, source: str) -> None:
+def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:
     from ngram_teacher import load_teacher, write_ranks
     from ngram_teacher.arpa import write_arpa
     from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
@@ -257,8 +268,8 @@ def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, source: str) -> 
     arpa = ranks.with_name("model.arpa")
     fallback = LMPLZ_FALLBACK if teacher.discount_fallback else None
     write_arpa(estimate_kneser_ney(model, teacher.order, fallback), arpa)
-    write_ranks(load_teacher(f"arpa:{arpa}", model, teacher.k), model.tokens(), ranks, teacher.k, with_scores=True,
-                corpus=source)
+    write_ranks(load_teacher(f"arpa:{arpa}", model, teacher.k), model.tokenizer.encode_file(text), ranks, teacher.k,
+                with_scores=True, corpus=str(text))
 
 
 # ---- running ----------------------------------------------------------------------------------
@@ -348,7 +359,7 @@ def _born_again_steps(spec: Spec, runs: list[Run], out: Path, steps: dict[str, S
                 continue
             source = source_run(runs, corpus.name, teacher)
             name = f"{corpus.name}/teachers/{teacher.name}"
-            step = Step(name, partial(_make_born_again, out / corpus.name, teacher, source, threads, log),
+            step = Step(name, partial(_make_born_again, out / corpus.name, corpus, teacher, source, threads, log),
                         partial(_not_made, name, log),
                         [steps[source.name]] if source.name in steps else [])
             for run in runs:
@@ -358,16 +369,18 @@ def _born_again_steps(spec: Spec, runs: list[Run], out: Path, steps: dict[str, S
     return made
 
 
-def _make_born_again(corpus_dir: Path, teacher: TeacherSpec, source: Run, threads: int,
+def _make_born_again(corpus_dir: Path, corpus: CorpusSpec, teacher: TeacherSpec, source: Run, threads: int,
                      log: Callable[[str], None]) -> bool:
-    """Rank the training text by the best checkpoint of ``source`` as ``ngteach rank
-    --teacher born-again:RUN --scores`` does (gt first, log-probabilities)."""
+    """Rank the students' training text by the best checkpoint of ``source`` as ``ngteach
+    rank --teacher born-again:RUN --scores`` does (gt first, log-probabilities)."""
     model, ranks = teacher_files(corpus_dir, teacher)
     log(f"{corpus_dir.name}: making teacher {teacher.name} (born-again from {source.name}, k {teacher.k})")
     ranks.parent.mkdir(parents=True, exist_ok=True)
     write_json(ranks.parent / TEACHER, teacher_record(teacher))
+    corpus_args = ["--corpus", str(student_text(corpus_dir, corpus))] if corpus.train_share else []
     code = _ngteach(["rank", "--model", str(model), "--teacher", f"born-again:{source.directory}", "--scores",
-                     "--k", str(teacher.k), "--output", str(ranks)], ranks.with_name("ranks.log"), threads)
+                     "--k", str(teacher.k), *corpus_args, "--output", str(ranks)], ranks.with_name("ranks.log"),
+                    threads)
     if code != 0:
         log(f"{corpus_dir.name}/teachers/{teacher.name}: failed (exit {code}), see its ranks.log")
     return code == 0

@@ -13,6 +13,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     valid_fraction = 0.1            # the last lines of train become the validation text
     test = "../../shared/corpora/wikitext-2/test.txt"   # or test_fraction (taken before valid)
     # min_count = 2                 # rarer training words become <unk>, so <unk> is a trained word
+    # train_share = 0.5             # students train on the first half of train's lines; the
+                                    # vocabulary and the teachers count all of it
 
     [teachers.count4]               # kind: count or kneser-ney (order, k) ...
     kind = "count"
@@ -69,6 +71,7 @@ class CorpusSpec:
     valid_fraction: float | None = None
     test_fraction: float | None = None
     min_count: int | None = None  # words seen fewer times in train become <unk> (None: 1)
+    train_share: float | None = None  # the students read the first lines of train, this share; teachers all
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,8 @@ def _only(table: dict, allowed: set[str], what: str, bad) -> None:
 
 
 def _corpus(name: str, table: dict, bad) -> CorpusSpec:
-    _only(table, {"train", "valid", "test", "valid_fraction", "test_fraction", "min_count"}, f"[corpora.{name}]", bad)
+    _only(table, {"train", "valid", "test", "valid_fraction", "test_fraction", "min_count", "train_share"},
+          f"[corpora.{name}]", bad)
     if "train" not in table:
         raise bad(f"[corpora.{name}] needs train")
     for split in ("train", "valid", "test"):
@@ -196,6 +200,9 @@ def _corpus(name: str, table: dict, bad) -> CorpusSpec:
             raise bad(f"[corpora.{name}] {split}_fraction must be between 0 and 0.5, not {fraction!r}")
     if "min_count" in table and not (type(table["min_count"]) is int and table["min_count"] >= 1):
         raise bad(f"[corpora.{name}] min_count must be an integer of at least 1, not {table['min_count']!r}")
+    share = table.get("train_share")
+    if share is not None and not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1):
+        raise bad(f"[corpora.{name}] train_share must be between 0 and 1, not {share!r}")
     return CorpusSpec(name, **table)
 
 

@@ -209,6 +209,29 @@ def test_tokens_to_reach_by_hand():
     assert [tokens_to_reach(curve, target) for target in (60, 40, 31, 30, 29)] == [100, 200, 300, 300, None]
 
 
+def test_students_that_read_a_share_of_the_text_its_teachers_counted(tmp_path):
+    spec_text = SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 0.5").replace(
+        "[losses.kl]\nloss = \"kl\"\n", "")
+    lines = spec_folder(tmp_path, spec_text, "share.toml", 600)
+    result = run_cli("experiment", "share.toml", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "out/docs/data"
+    assert (data / "train.txt").read_text(encoding="utf-8") == "".join(lines[:480])
+    assert (data / "student.txt").read_text(encoding="utf-8") == "".join(lines[:240])
+    tokenizer = NgramModel(tmp_path / "out/docs/model").tokenizer
+    student_tokens = tokenizer.encode_file(data / "student.txt")
+    # the teachers counted all of train, and ranked the students' half
+    counted = NgramModel(tmp_path / "out/docs/teachers/count2/model").meta["n_tokens"]
+    assert counted == len(tokenizer.encode_file(data / "train.txt")) > len(student_tokens)
+    for teacher in ("count2", "kn2"):
+        header = RankFile(tmp_path / f"out/docs/teachers/{teacher}/ranks.bin").header
+        assert header["n_positions"] == len(student_tokens) and header["corpus"].endswith("student.txt")
+    for run in ("ce-s0", "rank@count2-s0", "rank@kn2-s0"):
+        config = json.loads((tmp_path / f"out/docs/runs/{run}/config.json").read_text())
+        assert config["train"].endswith("data/student.txt")
+    assert json.loads((data / "source.json").read_text())["train_share"] == 0.5
+
+
 def test_the_difference_against_the_baseline_is_over_the_seeds_both_have():
     base = Line(Config("ce", "ce", None, {}), {0: None, 1: None, 2: None}, test=[5.0, 6.0, 100.0], valid=[0.0] * 3)
     line = Line(Config("rank", "rank", "count2", {}), {1: None, 0: None}, test=[20.0, 10.0], valid=[0.0] * 2)
@@ -439,6 +462,7 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("weight = 0.1", "weight = 0.1\nsmoothing = \"teacher\"\nteachers = [\"count2\"]"),
      "smoothing = \"teacher\" needs a teacher with log-probabilities; 'count2' \\(count\\) has none"),
     (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),
+    (("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 1.0"), "train_share must be between 0 and 1"),
     (("baseline = \"ce\"", "baseline = \"ce\"\nmetric = \"oov\""), "metric must be one of all, exclude-oov, not 'oov'"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 0"), "min_count must be an integer of at least 1, not 0"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 2.0"), "min_count must be an integer"),
