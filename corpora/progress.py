@@ -34,6 +34,19 @@ def _amount(n: float, unit: str) -> str:
     return f"{n:.0f} B"
 
 
+def rate(speed: float | None, unit: str) -> str:
+    """How fast: units per second, or seconds per unit when a unit takes more than a
+    second ("84 s/run" rather than "0 runs/s"); nothing before there is a speed."""
+    if not speed:
+        return ""
+    if unit == "bytes":
+        return f"{_amount(speed, unit)}/s"
+    if speed < 1:
+        one = unit[:-2] if unit.endswith(("ches", "shes", "sses")) else unit.removesuffix("s")
+        return f"{1 / speed:,.0f} s/{one}"
+    return f"{speed:,.0f} {unit}/s"
+
+
 class Bars:
     """Adds bars to one live display; without a terminal every bar is a no-op."""
 
@@ -52,8 +65,7 @@ class Bars:
             state = next(t for t in progress.tasks if t.id == task)
             done = _amount(state.completed, unit)
             whole = f"/{_amount(state.total, unit)}" if state.total else ""
-            speed = f"{_amount(state.speed, unit)} {'' if unit == 'bytes' else unit}/s" if state.speed else ""
-            progress.update(task, amounts=done + whole, rate=speed.replace(" /s", "/s"))
+            progress.update(task, amounts=done + whole, rate=rate(state.speed, unit))
 
         return advance
 

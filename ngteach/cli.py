@@ -34,7 +34,7 @@ from ngram_teacher.teachers import CountTeacher, load_teacher, write_ranks
 
 from . import training
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Turn a text corpus into an N-gram teacher, and train language models from its ranks.")
 
 DEFAULT_MODEL = Path("ngteach-model")
@@ -89,7 +89,8 @@ def _given(**options) -> list[str]:
 
 @app.command()
 def build(
-    corpus: str = typer.Argument(..., help="Text file (UTF-8), or a named corpus such as wikitext-2:valid."),
+    corpus: str = typer.Argument(..., metavar="CORPUS",
+                                 help="Text file (UTF-8), or a named corpus such as wikitext-2:valid."),
     order: int = typer.Option(4, "--order", "-n", min=1, max=MAX_ORDER, help="Highest n-gram order."),
     out: Path = typer.Option(DEFAULT_MODEL, "--out", "-o", help="Model directory to write."),
     tokenizer: Optional[str] = typer.Option(None, help="word (whitespace + <eos> per line; the default) or "
@@ -101,7 +102,13 @@ def build(
     max_vocab: Optional[int] = typer.Option(None, min=2, help="Keep at most this many words (with <unk> and <eos>)."),
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
 ) -> None:
-    """Count the n-grams of CORPUS and write a model directory."""
+    """Count the n-grams of CORPUS and write a model directory.
+
+    \b
+    Examples:
+      ngteach build corpus.txt --order 4
+      ngteach build wikitext-2:train --data-dir ../shared/corpora --min-count 2
+    """
     _check_utf8(str(out))  # the model's vocabulary (marisa-trie) is opened by a UTF-8 path
     started = time.perf_counter()
     path = resolve_corpus_arg(corpus, data_dir)
@@ -138,7 +145,14 @@ def rank(
 ) -> None:
     """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md).
     The count teacher lists entries by backoff level; an ARPA or neural teacher orders them
-    by probability, and --scores stores natural-log probabilities (what --loss kl needs)."""
+    by probability, and --scores stores natural-log probabilities (what --loss kl needs).
+
+    \b
+    Examples:
+      ngteach rank --k 20 > ranks.bin
+      ngteach rank --teacher arpa:model.arpa --scores -o kn.bin
+      ngteach rank --corpus other.txt -o other.bin
+    """
     if output is None and sys.stdout.isatty():
         raise NgteachError("refusing to write a binary ranks file to a terminal; redirect it (> ranks.bin) "
                            "or use -o FILE")
@@ -185,7 +199,12 @@ def arpa(
                                                 "D1 0.5, D2 1, D3+ 1.5 (with a warning) instead of failing."),
 ) -> None:
     """Estimate an interpolated modified Kneser-Ney model of the model's corpus, as KenLM's
-    lmplz does (sentences per line), and write it as an ARPA file."""
+    lmplz does (sentences per line), and write it as an ARPA file.
+
+    \b
+    Example:
+      ngteach arpa -o model.arpa --order 4
+    """
     _check_output(output)
     started = time.perf_counter()
     teacher = NgramModel(model)
@@ -204,14 +223,20 @@ def arpa(
 
 @app.command()
 def query(
-    context: str = typer.Argument(..., help="The words before the position to rank."),
+    context: str = typer.Argument(..., metavar="CONTEXT", help="The words before the position to rank."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="How many continuations to show."),
     model: Path = ModelOption,
     arpa: Optional[Path] = typer.Option(None, help="Show this ARPA model's most probable continuations instead."),
     bos: bool = typer.Option(False, "--bos", help="With --arpa: the context starts a line (follows <s>)."),
 ) -> None:
     """Show what the teacher ranks after CONTEXT, with each entry's order and count (or,
-    with --arpa, its log10 probability)."""
+    with --arpa, its log10 probability).
+
+    \b
+    Examples:
+      ngteach query "raise an" --k 5
+      ngteach query "the" --arpa model.arpa --bos
+    """
     if bos and arpa is None:
         raise NgteachError("--bos is for --arpa (the count teacher's contexts never follow <s>)")
     teacher = NgramModel(model)
@@ -231,8 +256,13 @@ def query(
 
 
 @app.command()
-def info(path: Path = typer.Argument(..., help="A model directory or a ranks file.")) -> None:
-    """Validate and describe a model directory or a ranks file."""
+def info(path: Path = typer.Argument(..., metavar="PATH", help="A model directory or a ranks file.")) -> None:
+    """Validate and describe a model directory or a ranks file.
+
+    \b
+    Example:
+      ngteach info ranks.bin
+    """
     if path.is_dir():
         _describe_model(NgramModel(path))
     elif path.exists():

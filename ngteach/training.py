@@ -84,7 +84,14 @@ def distill(
     seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
-    """Train a student language model from the teacher's ranks."""
+    """Train a student language model from the teacher's ranks.
+
+    \b
+    Examples:
+      ngteach distill --student lstm --test python-docs:test
+      ngteach distill --loss kl --teacher arpa:model.arpa --smoothing 0.1
+      ngteach distill --resume runs/lstm-small-rank-s0
+    """
     from student import train
 
     if resume is not None:
@@ -139,12 +146,17 @@ def _only_resume(ctx: typer.Context) -> None:
                            f"not --{given[0].replace('_', '-')}")
 
 
-def evaluate(run: Path = typer.Argument(..., help="A run directory."),
-             text: str = typer.Argument(..., help="Text to evaluate on: a file or a named split."),
+def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run directory."),
+             text: str = typer.Argument(..., metavar="TEXT", help="Text to evaluate on: a file or a named split."),
              data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt).")
              ) -> None:
     """Print the perplexity of RUN's best checkpoint on TEXT, with and without its
-    out-of-vocabulary tokens."""
+    out-of-vocabulary tokens.
+
+    \b
+    Example:
+      ngteach eval runs/lstm-small-rank-s0 python-docs:test
+    """
     from student import train
     from student.model import perplexity
 
@@ -161,17 +173,22 @@ def _text(spec: Optional[str], data_dir: Optional[Path]) -> Optional[str]:
     return spec if spec is None or Path(spec).exists() else str(resolve_corpus_arg(spec, data_dir))
 
 
-def compare(run_a: Path = typer.Argument(..., help="First run directory."),
-            run_b: Path = typer.Argument(..., help="Second run directory."),
+def compare(run_a: Path = typer.Argument(..., metavar="RUN_A", help="First run directory."),
+            run_b: Path = typer.Argument(..., metavar="RUN_B", help="Second run directory."),
             method: str = typer.Option("bootstrap", help="bootstrap (paired, over blocks) or permutation."),
             block: Optional[int] = typer.Option(None, min=1, help="Least tokens per resampled block of whole "
                                                 "lines (default 1000, or 1/50 of a shorter test text)."),
             resamples: int = typer.Option(10000, min=100, help="Bootstrap resamples or permutations."),
-            seed: int = typer.Option(0),
+            seed: int = typer.Option(0, help="Seed of the resampling (same seed, same p-value)."),
             exclude_oov: bool = typer.Option(False, "--exclude-oov",
                                              help="Leave the out-of-vocabulary (<unk>) test tokens out, as "
                                                   "KenLM's perplexity without OOVs does.")) -> None:
-    """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value."""
+    """Compare two runs on the same test tokens: perplexities, difference, 95% CI, p-value.
+
+    \b
+    Example:
+      ngteach compare runs/lstm-small-ce-s0 runs/lstm-small-rank-s0 --exclude-oov
+    """
     from student.significance import compare_runs, format_comparison
 
     comparison = compare_runs(run_a, run_b, method=method, block=block, resamples=resamples, seed=seed,
@@ -179,7 +196,7 @@ def compare(run_a: Path = typer.Argument(..., help="First run directory."),
     print(format_comparison(comparison, str(run_a), str(run_b)))
 
 
-def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML; see experiments/)."),
+def experiment(spec: Path = typer.Argument(..., metavar="SPEC", help="The experiment spec (TOML; see experiments/)."),
                out: Optional[Path] = typer.Option(None, help="Output folder (default runs/NAME)."),
                jobs: int = typer.Option(1, min=1, help="Runs at a time."),
                threads: int = typer.Option(1, min=1, help="Torch threads per run; a run's numbers are the same "
@@ -191,7 +208,12 @@ def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML;
                               "into this folder, from which --results-only writes the same results.")
                ) -> None:
     """Run a grid of corpus x teacher x loss x seed (resumable) and write results.csv,
-    results.md and plots."""
+    results.md and plots.
+
+    \b
+    Example:
+      ngteach experiment experiments/wt2-mini.toml --jobs 2
+    """
     from student.spec import load_spec
 
     _run_grid(load_spec(spec), out, jobs, threads, data_dir, results_only, archive)
@@ -200,7 +222,12 @@ def experiment(spec: Path = typer.Argument(..., help="The experiment spec (TOML;
 def demo(out: Path = typer.Option(Path("runs/demo"), help="Output folder."),
          jobs: int = typer.Option(2, min=1, help="Runs at a time.")) -> None:
     """A small version of the paper's comparison on the built-in python-docs corpus
-    (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table."""
+    (tiny LSTMs, two seeds: a few minutes on two cores); prints the results table.
+
+    \b
+    Example:
+      ngteach demo --jobs 2
+    """
     from student.spec import demo_spec
 
     _run_grid(demo_spec(), out, jobs, 1, None, False)

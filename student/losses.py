@@ -201,7 +201,8 @@ def kl(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms) -> t
     """``kl``: ``(1 - weight) x`` cross-entropy (smoothed) ``+ weight x`` KL(teacher top-k || student)."""
     ce = _cross_entropy(logits, targets)
     divergence = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, terms.kl_tail)
-    return (1 - terms.weight) * smoothed(ce, logits, targets, _smoothing(terms, teacher)) + terms.weight * divergence, ce
+    smooth = smoothed(ce, logits, targets, _smoothing(terms, teacher))
+    return (1 - terms.weight) * smooth + terms.weight * divergence, ce
 
 
 OBJECTIVES: dict[str, Objective] = {"ce": cross_entropy, "ls": label_smoothing, "rank": rank, "pl": paper_pl,

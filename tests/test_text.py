@@ -199,3 +199,12 @@ def test_error_is_ngteach_error_not_oserror(tmp_path):
     with pytest.raises(NgteachError) as info:
         scan_words(tmp_path / "missing.txt")
     assert not isinstance(info.value, OSError)
+
+
+def test_progress_rates_read_per_second_or_seconds_per_unit():
+    from corpora.progress import rate
+
+    assert rate(None, "runs") == "" and rate(0.0, "batches") == ""
+    assert rate(2500.4, "positions") == "2,500 positions/s"
+    assert rate(1 / 84, "runs") == "84 s/run" and rate(0.5, "batches") == "2 s/batch"
+    assert rate(3 * 1024 * 1024, "bytes") == "3.0 MiB/s"
