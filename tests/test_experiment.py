@@ -64,6 +64,8 @@ weight = 0.1
 loss = "kl"
 """
 
+pytestmark = pytest.mark.slow  # whole grids: the slow part of the suite
+
 
 def run_cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*COMMAND, *args], cwd=cwd, capture_output=True, text=True, timeout=600)

@@ -22,6 +22,8 @@ from student.train import RunConfig, load_checkpoint, run, token_logprobs
 
 K = 6
 
+pytestmark = pytest.mark.slow  # students and transformers as teachers: the slow part of the suite
+
 
 def ngteach(*args: str) -> int:
     with pytest.raises(SystemExit) as exit_:

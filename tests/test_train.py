@@ -190,6 +190,7 @@ def test_teacher_weight_schedules_by_hand():
         train.check_config(RunConfig(loss="ls", weight_schedule="plateau"))
 
 
+@pytest.mark.slow
 def test_a_linear_schedule_reaches_the_runs_batches(teacher, tmp_path):
     def metrics(out: str, **changes) -> list[dict]:
         run(tiny_config(teacher, tmp_path / out, loss="rank", weight=0.5, epochs=2, patience=9, **changes),
@@ -252,6 +253,7 @@ def test_a_budget_ends_the_epoch_at_the_batch_that_spends_it(teacher, tmp_path, 
     assert summary["test_ppl"] is not None and (tmp_path / "r/checkpoints/best.pt").exists()
 
 
+@pytest.mark.slow
 def test_out_of_vocabulary_test_tokens_against_a_hand_count(teacher, tmp_path):
     summary = run(tiny_config(teacher, tmp_path / "r", epochs=3, patience=9), log=lambda m: None)
     known = set((teacher / "ngteach-model" / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1])
@@ -284,6 +286,7 @@ def test_summary_says_why_training_stopped(teacher, tmp_path, changes, stopped):
 
 
 @pytest.mark.parametrize("every", ["0", "7"])  # killed after an epoch / in the middle of one
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, every):
     args = ["distill", "--size", "tiny", "--window", "20", "--batch-size", "8", "--epochs", "4", "--patience", "9",
             "--loss", "rank", "--model", str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"),
@@ -331,6 +334,7 @@ def test_ranks_of_another_corpus_are_refused(teacher, tmp_path):
         run(tiny_config(teacher, tmp_path / "x", loss="rank", ranks=str(tmp_path / "other.bin")), log=lambda m: None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, mentions", [
     (["--loss", "hinge"], "--loss"),
     (["--student", "gru"], "--student"),
@@ -399,6 +403,7 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_directory(teacher, 
     assert (tmp_path / "mine").is_dir()
 
 
+@pytest.mark.slow
 def test_damaged_run_directories_give_one_line(teacher, tmp_path):
     run(tiny_config(teacher, tmp_path / "good", epochs=1), log=lambda m: None)
     text = teacher / "test.txt"
@@ -459,6 +464,7 @@ def test_damaged_run_directories_give_one_line(teacher, tmp_path):
         assert result.stderr.startswith(f"ngteach: error: {tmp_path / name / 'config.json'}: ")
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher, tmp_path):
     """torchrun with 2 CPU processes (gloo): each reads half the columns and gradients are
     averaged, so without dropout it must follow the one-process run with both halves."""
@@ -478,6 +484,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(teacher,
     assert two["train_tokens"] == one["train_tokens"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_resume_restores_each_process_dropout(teacher, tmp_path):
     """With dropout on, each process draws its own masks: a resumed torchrun run must
     restore every process's generator to finish like the uninterrupted one."""
@@ -561,6 +568,7 @@ def test_asgd_run_smoke(teacher, tmp_path):
     assert math.isfinite(summary["test_ppl"])
 
 
+@pytest.mark.slow
 def test_eval_and_compare_commands(teacher, tmp_path):
     first = run(tiny_config(teacher, tmp_path / "ce"), log=lambda m: None)
     run(tiny_config(teacher, tmp_path / "rank", loss="rank", weight=0.5), log=lambda m: None)
@@ -615,6 +623,7 @@ def test_kl_from_teacher_logprobs(teacher, tmp_path):
     assert math.isfinite(summary["test_ppl"])
 
 
+@pytest.mark.slow
 def test_teacher_smoothing_is_each_positions_leftover_mass(teacher, tmp_path):
     model = NgramModel(teacher / "ngteach-model")
     positions = torch.arange(40, 46).view(2, 3)
