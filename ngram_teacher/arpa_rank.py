@@ -484,6 +484,23 @@ def load_teacher(arpa: str | os.PathLike, model: NgramModel, k: int,
     return ArpaTeacher(tables, model.vocab, k, {"arpa": path.name, "arpa_sha256": file_sha256(path)}, model)
 
 
+def arpa_vocabulary(tables: ArpaTables) -> Vocabulary:
+    """The words of an ARPA model as a word vocabulary (``</s>`` as ``<eos>``, ``<s>`` left
+    out, ``<unk>`` always in), to read a text in it as KenLM's ``query`` reads it."""
+    words = [EOS if word == ARPA_EOS else word for word in tables.words if word not in (ARPA_BOS, UNK)]
+    return Vocabulary([*words, UNK] if EOS in words else [EOS, *words, UNK])
+
+
+def token_logprobs(teacher: ArpaTeacher, stream: np.ndarray) -> np.ndarray:
+    """The natural-log probability of every token of ``stream`` (lines after ``<s>``, as
+    KenLM scores a sentence with ``bos=True``; an out-of-vocabulary token gets ``<unk>``'s)."""
+    ids = np.empty((len(stream), 1), np.uint32)
+    orders = np.empty((len(stream), 1), np.uint8)
+    scores = np.empty((len(stream), 1), np.float32)
+    teacher.rank_into(stream, ids, orders, scores, gt_first=True)
+    return scores[:, 0]
+
+
 @dataclass
 class ArpaCandidate:
     word: str

@@ -146,26 +146,59 @@ def _only_resume(ctx: typer.Context) -> None:
                            f"not --{given[0].replace('_', '-')}")
 
 
-def evaluate(run: Path = typer.Argument(..., metavar="RUN", help="A run directory."),
+def evaluate(model: Path = typer.Argument(..., metavar="MODEL", help="A run directory (a student), a model "
+                                          "directory (its Kneser-Ney estimate) or an ARPA file."),
              text: str = typer.Argument(..., metavar="TEXT", help="Text to evaluate on: a file or a named split."),
-             data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt).")
+             data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
+             discount_fallback: bool = typer.Option(False, "--discount-fallback",
+                                                    help="A model directory: as 'ngteach arpa --discount-fallback'.")
              ) -> None:
-    """Print the perplexity of RUN's best checkpoint on TEXT, with and without its
-    out-of-vocabulary tokens.
+    """Print the perplexity of MODEL on TEXT, with and without its out-of-vocabulary tokens:
+    a student run's best checkpoint, or an N-gram model as KenLM's query scores it (each
+    line after <s>, with its </s>; an unknown word scored as <unk> and counted as OOV).
 
     \b
-    Example:
+    Examples:
       ngteach eval runs/lstm-small-rank-s0 python-docs:test
+      ngteach eval model.arpa test.txt
     """
     from student import train
     from student.model import perplexity
 
-    logprobs, tokens, unk = train.evaluate_text(run, _text(text, data_dir))
+    logprobs, tokens, unk = _scored(model, _text(text, data_dir), discount_fallback)
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
     report, *warning = train.describe_oov(train.oov_figures("text", logprobs, tokens, unk), "text")
     print(report)
     for line in warning:
         say(line)
+
+
+def _scored(model: Path, text: str, discount_fallback: bool):
+    """(log-probabilities, token ids, <unk> id) of ``text`` under a student run, a model
+    directory's Kneser-Ney estimate or an ARPA file."""
+    from corpora import WordTokenizer
+    from ngram_teacher import ArpaTeacher, NgramModel
+    from ngram_teacher.arpa import read_arpa
+    from ngram_teacher.arpa_rank import arpa_vocabulary, token_logprobs
+    from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
+    from student import train
+
+    if not model.exists():
+        raise NgteachError(f"{model}: no such run directory, model directory or ARPA file")
+    if (model / "config.json").is_file():
+        return train.evaluate_text(model, text)
+    if model.is_dir():
+        if not (model / "meta.json").is_file():
+            raise NgteachError(f"{model}: neither a run directory (config.json) nor a model directory (meta.json)")
+        counts = NgramModel(model)
+        tables = estimate_kneser_ney(counts, counts.order, LMPLZ_FALLBACK if discount_fallback else None)
+        vocabulary, tokenizer = counts.vocab, counts.tokenizer
+    else:
+        tables = read_arpa(model)
+        vocabulary = arpa_vocabulary(tables)
+        tokenizer = WordTokenizer(vocabulary)
+    tokens = tokenizer.encode_file(text)
+    return token_logprobs(ArpaTeacher(tables, vocabulary, 1), tokens), tokens, vocabulary.unk_id
 
 
 def _text(spec: Optional[str], data_dir: Optional[Path]) -> Optional[str]:

@@ -19,10 +19,11 @@ import pytest
 import ngram_teacher.arpa_rank
 from corpora import NgteachError
 from corpora.vocab import Vocabulary
-from ngram_teacher import NgramModel, RankFile, build_model
+from conftest import head_lines
+from ngram_teacher import NgramModel, RankFile, build_model, write_ranks
 from ngram_teacher.arpa import ArpaOrder, ArpaTables, read_arpa, write_arpa
-from ngram_teacher import write_ranks
 from ngram_teacher.arpa_rank import ArpaTeacher, arpa_continuations, load_teacher
+from ngram_teacher.kneser_ney import estimate_kneser_ney
 
 LN10 = math.log(10)
 
@@ -505,3 +506,34 @@ def test_nothing_reaches_back_past_a_sentence_start(tmp_path):
     got = rank(teacher, stream, 3)
     assert got[1][2].tolist() == [2, 1, 1]  # a from <s> a, not from b <s> a; then unigrams
     assert_rows(*got, reference_rows(kenlm.Model(str(path)), tokens, stream, 3, True), 3, 99_999)
+
+
+@pytest.mark.slow
+def test_eval_of_an_arpa_file_or_model_directory_is_kenlms_perplexity(tmp_path, wt2_valid, wt2_test):
+    """ngteach eval on an ARPA file gives KenLM's perplexity including and excluding OOVs
+    (query's two figures), and on a model directory the same, from its own estimate."""
+    import subprocess
+    import sys
+
+    (tmp_path / "train.txt").write_text(head_lines(wt2_valid, 20000), encoding="utf-8")
+    (tmp_path / "test.txt").write_text(head_lines(wt2_test, 3000), encoding="utf-8")
+    model = NgramModel(build_model(tmp_path / "train.txt", tmp_path / "model", order=3))
+    write_arpa(estimate_kneser_ney(model, 3), tmp_path / "m.arpa")
+    lm = kenlm.Model(str(tmp_path / "m.arpa"))
+    scored = [(score, oov) for line in (tmp_path / "test.txt").read_text(encoding="utf-8").splitlines()
+              for score, _, oov in lm.full_scores(line)]
+    known = [score for score, oov in scored if not oov]
+    including = 10 ** (-sum(score for score, _ in scored) / len(scored))
+    excluding = 10 ** (-sum(known) / len(known))
+    assert len(known) < len(scored)  # the test text has words the training text has not
+    for target in ("m.arpa", "model"):
+        out = subprocess.run([sys.executable, "-m", "ngteach", "eval", target, "test.txt"], cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        assert out[0] == f"test.txt: perplexity {including:.2f} over {len(scored):,} tokens"
+        oov = len(scored) - len(known)
+        assert out[1] == (f"text: {oov:,} out-of-vocabulary tokens (<unk>), {oov / len(scored):.1%}; perplexity "
+                          f"without them {excluding:.2f}")
+    missing = subprocess.run([sys.executable, "-m", "ngteach", "eval", "nothing", "test.txt"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr == ("ngteach: error: nothing: no such run directory, model "
+                                                          "directory or ARPA file\n")
