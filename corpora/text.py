@@ -45,8 +45,11 @@ def check_corpus(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> Iterator[str]:
+def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
+                within_lines: bool = False) -> Iterator[str]:
     """Yield the text of ``path`` in blocks that end at a line end (the last one may not).
+    With ``within_lines`` a line longer than a block is cut too, after a space or tab, so
+    that memory does not grow with the length of a line (a word is never cut).
 
     Refuses binary data (a NUL byte) and invalid UTF-8, naming the byte offset.
     """
@@ -57,6 +60,8 @@ def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -
         while raw := f.read(BLOCK_BYTES):
             data = carry + raw
             cut = data.rfind(b"\n") + 1
+            if not cut and within_lines:  # no line end in a whole block: a word boundary will do
+                cut = max(data.rfind(b" "), data.rfind(b"\t")) + 1
             block, carry = data[:cut], data[cut:]
             if block:
                 yield _decode(path, block, offset)
@@ -113,8 +118,9 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
     lookup = ids.__getitem__
     parts = []
     counts = np.zeros(0, np.int64)
-    for block in read_blocks(path, on_bytes):
-        if not block.endswith("\n"):
+    blocks = read_blocks(path, on_bytes, within_lines=True)
+    for block, last in _with_last(blocks):
+        if last and not block.endswith("\n"):  # the text's last line ends here
             block += "\n"
         words = block.replace("\n", f" {_LINE_END} ").split()
         parts.append(np.fromiter(map(lookup, words), np.uint32, len(words)))
@@ -124,3 +130,13 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
         block_counts[: len(counts)] += counts
         counts = block_counts
     return ScannedText(ids.types, np.concatenate(parts), counts)
+
+
+def _with_last(items: Iterator[str]) -> Iterator[tuple[str, bool]]:
+    """Each item with whether it is the last."""
+    previous = next(items, None)
+    for item in items:
+        yield previous, False
+        previous = item
+    if previous is not None:
+        yield previous, True

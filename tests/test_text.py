@@ -1,6 +1,7 @@
 """Tokenization: whitespace words, one <eos> per line, strict reading of UTF-8 text."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -208,3 +209,20 @@ def test_progress_rates_read_per_second_or_seconds_per_unit():
     assert rate(2500.4, "positions") == "2,500 positions/s"
     assert rate(1 / 84, "runs") == "84 s/run" and rate(0.5, "batches") == "2 s/batch"
     assert rate(3 * 1024 * 1024, "bytes") == "3.0 MiB/s"
+
+
+def test_a_text_without_line_ends_is_read_in_bounded_blocks(tmp_path):
+    """Memory does not grow with the length of a line: a line-free text is cut at spaces
+    into blocks of about the block size, and tokenizes as if read whole."""
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdé"), rng.integers(1, 9))) for _ in range(60_000)]
+    data = (" ".join(words) + "\tlast").encode("utf-8")  # one line, no line end at all
+    path = tmp_path / "one-line.txt"
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corpora.text, "BLOCK_BYTES", 4096)
+        blocks = list(read_blocks(path, within_lines=True))
+        assert words_of(path) == tokenize_bytes(data)
+        whole_lines = list(read_blocks(path))
+    assert len(blocks) > 50 and max(len(b.encode()) for b in blocks) <= 2 * 4096
+    assert "".join(blocks) == data.decode("utf-8") and len(whole_lines) == 1
