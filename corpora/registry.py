@@ -20,18 +20,23 @@ import hashlib
 import http.client
 import os
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from .builtin import BUILTIN
 from .builtin import SPLITS as BUILTIN_SPLITS
 from .errors import NgteachError
 from .text import ByteCallback
+
+STDIN = "-"  # a corpus argument for standard input
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,42 @@ def resolve_corpus_arg(spec: str, data_dir: Path | None = None) -> Path:
         return check_corpus(spec)
     with progress_bars() as bars:
         return resolve_corpus(spec, data_dir=data_dir, on_bytes=bars.add(f"fetch {spec}", None, "bytes"))
+
+
+@contextmanager
+def corpus_argument(spec: str, data_dir: Path | None, spool_dir: Path) -> Iterator[tuple[Path, str]]:
+    """(file, the name a model records for it) of a command's corpus argument: a file, a
+    named corpus, or ``-`` (standard input) or a pipe (``<(zcat f.gz)``), which is first
+    copied whole into a temporary file in ``spool_dir`` (a corpus is read more than once)
+    and removed afterwards."""
+    if spec != STDIN and not is_pipe(spec):
+        path = resolve_corpus_arg(spec, data_dir)
+        yield path, str(path.resolve())
+        return
+    spooled = spool(sys.stdin.buffer if spec == STDIN else open(spec, "rb"), spool_dir)
+    try:
+        if spooled.stat().st_size == 0:
+            raise NgteachError(f"{'standard input' if spec == STDIN else spec}: the input is empty")
+        yield spooled, spec
+    finally:
+        spooled.unlink(missing_ok=True)
+
+
+def is_pipe(spec: str) -> bool:
+    """Whether ``spec`` names something that can be read only once (a pipe, a device)."""
+    path = Path(spec)
+    return path.exists() and not path.is_dir() and not path.is_file()
+
+
+def spool(stream: BinaryIO, directory: Path) -> Path:
+    """The whole of ``stream`` in a new temporary file in ``directory``."""
+    with stream, tempfile.NamedTemporaryFile("wb", dir=directory, prefix=".ngteach-input.", delete=False) as f:
+        try:
+            shutil.copyfileobj(stream, f, 1 << 20)
+        except BaseException:
+            Path(f.name).unlink(missing_ok=True)
+            raise
+    return Path(f.name)
 
 
 def default_cache_dir() -> Path:

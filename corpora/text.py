@@ -1,16 +1,21 @@
 """Strict reading of UTF-8 corpora and word-level tokenization.
 
 A corpus is read in blocks of whole lines so that memory stays flat however big
-it is. Lines are what Python's text mode calls lines (``\\r\\n`` and ``\\r`` end a
+it is; a file ending in ``.gz``, ``.bz2`` or ``.xz`` is read decompressed. Lines are what Python's text mode calls lines (``\\r\\n`` and ``\\r`` end a
 line too); every line, blank ones included, ends with one ``<eos>`` token, and
 words are what ``str.split()`` returns.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
+import lzma
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -26,23 +31,51 @@ BLOCK_BYTES = 1 << 22
 _LINE_END = "\x00"
 
 ByteCallback = Callable[[int], None]
+# Compressed corpora, by their file name's suffix.
+DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 def check_corpus(path: str | os.PathLike) -> Path:
-    """Return ``path`` if it is a readable, non-empty file, else raise NgteachError."""
+    """Return ``path`` if it is a readable file with some text in it (decompressed), else
+    raise NgteachError."""
     path = Path(path)
     if not path.exists():
         raise NgteachError(f"{path}: no such file")
     if path.is_dir():
         raise NgteachError(f"{path}: is a directory, not a text file")
-    try:
-        with open(path, "rb") as f:
-            empty = not f.read(1)
-    except OSError as e:
-        raise NgteachError(f"{path}: cannot read ({e.strerror})") from None
+    if not path.is_file():  # reading it to check would take what it holds
+        raise NgteachError(f"{path}: a pipe or device, not a file (ngteach build and rank --corpus read pipes)")
+    with open_corpus(path) as f:
+        empty = not f.read(1)
     if empty:
         raise NgteachError(f"{path}: the file is empty")
     return path
+
+
+@contextmanager
+def open_corpus(path: Path) -> Iterator[BinaryIO]:
+    """The bytes of a corpus file, decompressed if its name says it is compressed; a
+    damaged or truncated compressed file is one line of NgteachError."""
+    opener = DECOMPRESS.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rb") as f:
+            yield f
+    except (EOFError, gzip.BadGzipFile, lzma.LZMAError) as e:
+        raise NgteachError(f"{path}: a damaged or truncated {path.suffix} file ({e})") from None
+    except OSError as e:
+        if opener is bz2.open and not e.errno:  # bz2 reports bad data as a plain OSError
+            raise NgteachError(f"{path}: a damaged or truncated {path.suffix} file ({e})") from None
+        raise NgteachError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def corpus_digest(path: str | os.PathLike) -> tuple[str, int]:
+    """(sha256, length) of a corpus's bytes, decompressed: the text, however it is stored."""
+    digest, size = hashlib.sha256(), 0
+    with open_corpus(Path(path)) as f:
+        while chunk := f.read(BLOCK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
@@ -56,7 +89,7 @@ def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
     path = check_corpus(path)
     offset = 0
     carry = b""
-    with open(path, "rb") as f:
+    with open_corpus(path) as f:
         while raw := f.read(BLOCK_BYTES):
             data = carry + raw
             cut = data.rfind(b"\n") + 1

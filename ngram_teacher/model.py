@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
+from corpora.text import corpus_digest
 from corpora.files import json_count, read_json_object, replace_dir, temp_dir, wrong_field
 from corpora.provenance import TOOL_VERSION
 
@@ -190,9 +191,12 @@ def build_model(
     tokenize: Callable | None = None,
     on_bytes: Callable[[int], None] | None = None,
     on_order: Callable[[int], None] | None = None,
+    source: str | None = None,
 ) -> Path:
     """Tokenize ``corpus``, count its n-grams of orders 1..``order`` and write a model
-    directory at ``out`` (replacing a model already there).
+    directory at ``out`` (replacing a model already there). ``source`` is what the model
+    records as its corpus's path (default: the resolved path of ``corpus``); the sha256
+    and length it records are of the text, decompressed if the file is compressed.
 
     ``on_bytes(n)`` is called as the corpus is read and ``on_order(m)`` when order m is
     written, for progress bars. ``tokenize(path, on_bytes=...)`` returns the tokenizer
@@ -204,6 +208,7 @@ def build_model(
     corpus, out = check_corpus(corpus), Path(out)
     _check_replaceable(out)
     tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
+    text_sha256, text_bytes = corpus_digest(corpus)
     vocab_size = len(tokenizer.vocab)
     work = temp_dir(out.parent, f".{out.name}.")
     try:
@@ -229,7 +234,7 @@ def build_model(
             "tokenizer": tokenizer.config(),
             "vocab_sha256": tokenizer.vocab.sha256(),
             "tokens_sha256": tokens_sha256(tokens),
-            "corpus": {"path": str(corpus.resolve()), "sha256": file_sha256(corpus), "bytes": corpus.stat().st_size},
+            "corpus": {"path": source or str(corpus.resolve()), "sha256": text_sha256, "bytes": text_bytes},
         }
         (work / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         replace_dir(work, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import tempfile
 import time
 import warnings
 from functools import partial
@@ -20,10 +21,11 @@ from typing import Optional
 import typer
 
 import student  # noqa: F401  (adds the neural teachers' specs)
-from corpora import NgteachError, WordTokenizer, check_corpus
+from corpora import NgteachError, WordTokenizer
 from corpora.progress import progress_bars, say
 from corpora.provenance import TOOL_VERSION
-from corpora.registry import resolve_corpus_arg
+from corpora.registry import corpus_argument
+from corpora.text import DECOMPRESS
 from ngram_teacher.arpa import write_arpa
 from ngram_teacher.arpa_rank import arpa_continuations, load_teacher as load_arpa_teacher
 from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, estimate_kneser_ney
@@ -90,7 +92,8 @@ def _given(**options) -> list[str]:
 @app.command()
 def build(
     corpus: str = typer.Argument(..., metavar="CORPUS",
-                                 help="Text file (UTF-8), or a named corpus such as wikitext-2:valid."),
+                                 help="Text file (UTF-8; .gz, .bz2 and .xz are read decompressed), a named corpus "
+                                      "such as wikitext-2:valid, or - for standard input."),
     order: int = typer.Option(4, "--order", "-n", min=1, max=MAX_ORDER, help="Highest n-gram order."),
     out: Path = typer.Option(DEFAULT_MODEL, "--out", "-o", help="Model directory to write."),
     tokenizer: Optional[str] = typer.Option(None, help="word (whitespace + <eos> per line; the default) or "
@@ -108,15 +111,17 @@ def build(
     Examples:
       ngteach build corpus.txt --order 4
       ngteach build wikitext-2:train --data-dir ../shared/corpora --min-count 2
+      zcat corpus.txt.gz | ngteach build - --order 5
     """
     _check_utf8(str(out))  # the model's vocabulary (marisa-trie) is opened by a UTF-8 path
     started = time.perf_counter()
-    path = resolve_corpus_arg(corpus, data_dir)
     tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
-    with progress_bars() as bars:
-        read = bars.add(f"read {path.name}", path.stat().st_size, "bytes")
+    if not out.resolve().parent.is_dir():
+        raise NgteachError(f"{out.parent}: no such directory for --out")
+    with corpus_argument(corpus, data_dir, out.resolve().parent) as (path, source), progress_bars() as bars:
+        read = bars.add(f"read {Path(source).name}", _text_size(path), "bytes")
         counted = bars.add("count", order, "orders")
-        build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1))
+        build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1), source=source)
     meta = NgramModel(out).meta
     say(f"built {out}: order {order}, {meta['n_tokens']:,} tokens, vocabulary {meta['vocab_size']:,}, "
         f"n-grams {' / '.join(f'{n:,}' for n in meta['ngrams'])} in {time.perf_counter() - started:.1f} s")
@@ -126,7 +131,8 @@ def build(
 def rank(
     k: int = typer.Option(20, "--k", "-k", min=1, help="Candidates per position."),
     model: Path = ModelOption,
-    corpus: Optional[Path] = typer.Option(None, help="Rank this text instead of the model's own corpus."),
+    corpus: Optional[str] = typer.Option(None, help="Rank this text instead of the model's own corpus (a file, "
+                                         "compressed or not, or - for standard input)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
     gt_first: bool = typer.Option(True, "--gt-first/--no-gt-first",
                                   help="Put the true next token first (its own partition)."),
@@ -168,8 +174,10 @@ def rank(
         if corpus is None:
             stream, source = vocabulary.tokens(), vocabulary.meta["corpus"]["path"]
         else:
-            read = bars.add(f"read {corpus.name}", check_corpus(corpus).stat().st_size, "bytes")
-            stream, source = vocabulary.tokenizer.encode_file(corpus, read), str(corpus.resolve())
+            spool_dir = Path(tempfile.gettempdir()) if output is None else output.resolve().parent
+            with corpus_argument(corpus, None, spool_dir) as (path, source):
+                stream = vocabulary.tokenizer.encode_file(path, bars.add(f"read {Path(source).name}",
+                                                                         _text_size(path), "bytes"))
         teacher = _teacher(teacher_spec or (arpa and f"arpa:{arpa}"), vocabulary, k, bars)
         ranked = bars.add("rank", len(stream), "positions")
         write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
@@ -269,6 +277,11 @@ def info(path: Path = typer.Argument(..., metavar="PATH", help="A model director
         _describe_ranks(RankFile(path))
     else:
         raise NgteachError(f"{path}: no such file or directory")
+
+
+def _text_size(path: Path) -> int | None:
+    """The bytes a progress bar will see of a corpus file (unknown if compressed)."""
+    return None if path.suffix.lower() in DECOMPRESS else path.stat().st_size
 
 
 def _file_size(path: Path) -> int:

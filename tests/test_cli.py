@@ -543,3 +543,58 @@ def test_arpa_discount_fallback(ws):
     result = ws.ok("arpa", "--model", "tiny-model", "-o", "tiny.arpa", "--discount-fallback")
     assert "ngteach: warning:" in result.stderr and (ws.cwd / "tiny.arpa").exists()
     fails_cleanly(ws, "arpa", "-o", "no/such/dir/m.arpa", mentions="no such directory")
+
+
+def model_files(directory: Path) -> dict[str, bytes]:
+    """A model directory's files, meta.json without the corpus path it records."""
+    files = {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    meta = json.loads(files.pop("meta.json"))
+    meta["corpus"].pop("path")
+    return {**files, "meta.json": json.dumps(meta).encode()}
+
+
+def test_pipes_and_compressed_corpora_build_the_plain_files_model(ws, wt2_valid):
+    import bz2
+    import gzip
+    import lzma
+
+    text = head_lines(wt2_valid, 5000).encode("utf-8")
+    ws.write("plain.txt", text)
+    for name, compress in (("c.txt.gz", gzip.compress), ("c.txt.bz2", bz2.compress), ("c.txt.xz", lzma.compress)):
+        ws.write(name, compress(text))
+    ws.ok("build", "plain.txt", "--order", "3", "--out", "plain")
+    expected = model_files(ws.cwd / "plain")
+    for name in ("c.txt.gz", "c.txt.bz2", "c.txt.xz"):
+        ws.ok("build", name, "--order", "3", "--out", name + ".model")
+        assert model_files(ws.cwd / (name + ".model")) == expected, name
+    piped = subprocess.run([*COMMAND, "build", "-", "--order", "3", "--out", "piped"], cwd=ws.cwd, env=ws.env,
+                           input=text, capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    assert model_files(ws.cwd / "piped") == expected
+    assert json.loads((ws.cwd / "piped/meta.json").read_text())["corpus"]["path"] == "-"
+    # and a process substitution, a pipe with a name
+    subprocess.run(["bash", "-c", f"{' '.join(COMMAND)} build <(zcat c.txt.gz) --order 3 --out fifo"], cwd=ws.cwd,
+                   env=ws.env, check=True, capture_output=True)
+    assert model_files(ws.cwd / "fifo") == expected
+    # rank --corpus reads them too: the same rows as from the plain file
+    ws.ok("rank", "-m", "plain", "--corpus", "plain.txt", "-o", "plain.bin")
+    ws.ok("rank", "-m", "plain", "--corpus", "c.txt.xz", "-o", "xz.bin")
+    piped = subprocess.run([*COMMAND, "rank", "-m", "plain", "--corpus", "-", "-o", "piped.bin"], cwd=ws.cwd,
+                           env=ws.env, input=text, capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    for other in ("xz.bin", "piped.bin"):
+        assert np.array_equal(RankFile(ws.cwd / other).ids, RankFile(ws.cwd / "plain.bin").ids)
+    assert not [p for p in ws.listing() if ".ngteach-input." in p] and not list(ws.tmp.iterdir())
+
+
+def test_damaged_compressed_and_empty_piped_corpora_are_one_line(ws):
+    import gzip
+
+    ws.write("cut.txt.gz", gzip.compress(b"some words\n" * 1000)[:60])
+    before = ws.listing() | {"plain.txt.bz2"}
+    assert_clean_error(ws.run("build", "cut.txt.gz"), 1, "cut.txt.gz: a damaged or truncated .gz file")
+    ws.write("plain.txt.bz2", b"not bzip2 at all\n")
+    assert_clean_error(ws.run("build", "plain.txt.bz2"), 1, "plain.txt.bz2: a damaged or truncated .bz2 file")
+    empty = subprocess.run([*COMMAND, "build", "-"], cwd=ws.cwd, env=ws.env, input=b"", capture_output=True)
+    assert empty.returncode == 1 and empty.stderr == b"ngteach: error: standard input: the input is empty\n"
+    assert ws.listing() == before  # nothing written, nothing left behind
