@@ -11,8 +11,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -51,15 +52,27 @@ def replace_dir(new: Path, out: Path) -> None:
         os.replace(new, out)
 
 
+@contextmanager
+def writing(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """An OSError while writing ``what`` to ``path`` (a full disk, say) as one line that
+    names them."""
+    try:
+        yield
+    except OSError as e:
+        # numpy reports a short write without an errno ("N requested and M written")
+        raise NgteachError(f"{path}: cannot write {what} ({e.strerror or f'{e}: is the disk full?'})") from None
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    tmp = temp_file(path.parent, f".{path.name}.")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path, "the file"):
+        tmp = temp_file(path.parent, f".{path.name}.")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:

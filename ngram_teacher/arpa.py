@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from corpora import NgteachError
-from corpora.files import temp_file
+from corpora.files import temp_file, writing
 
 BLOCK_LINES = 1 << 18
 # What bytes.split() splits on, so that the numpy view of a line agrees with it.
@@ -336,6 +336,11 @@ def write_arpa(tables: ArpaTables, path: str | os.PathLike) -> None:
     Words must be non-empty and hold no ASCII whitespace (it would split them)."""
     path = Path(path)
     words = _word_bytes(tables.words)
+    with writing(path, "the ARPA file"):
+        _write_arpa_file(tables, words, path)
+
+
+def _write_arpa_file(tables: ArpaTables, words, path: Path) -> None:
     tmp = temp_file(path.parent, f".{path.name}.")
     try:
         with open(tmp, "wb") as f:

@@ -25,7 +25,7 @@ import numpy as np
 
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
 from corpora.text import corpus_digest
-from corpora.files import json_count, read_json_object, replace_dir, temp_dir, wrong_field
+from corpora.files import json_count, read_json_object, replace_dir, temp_dir, writing, wrong_field
 from corpora.provenance import TOOL_VERSION
 
 from .count import TABLE_ARRAYS, OrderTable, count_orders
@@ -209,6 +209,14 @@ def build_model(
     _check_replaceable(out)
     tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
     text_sha256, text_bytes = corpus_digest(corpus)
+    with writing(out, "the model directory"):
+        _write_model(tokenizer, tokens, order, out, on_order, {"path": source or str(corpus.resolve()),
+                                                               "sha256": text_sha256, "bytes": text_bytes})
+    return out
+
+
+def _write_model(tokenizer, tokens: np.ndarray, order: int, out: Path, on_order, corpus: dict) -> None:
+    """Count ``tokens`` and write the model directory aside, then put it in place of ``out``."""
     vocab_size = len(tokenizer.vocab)
     work = temp_dir(out.parent, f".{out.name}.")
     try:
@@ -234,14 +242,13 @@ def build_model(
             "tokenizer": tokenizer.config(),
             "vocab_sha256": tokenizer.vocab.sha256(),
             "tokens_sha256": tokens_sha256(tokens),
-            "corpus": {"path": source or str(corpus.resolve()), "sha256": text_sha256, "bytes": text_bytes},
+            "corpus": corpus,
         }
         (work / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         replace_dir(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return out
 
 
 def _check_replaceable(out: Path) -> None:

@@ -14,10 +14,10 @@ whose size, magic or header does not add up.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable
 import numpy as np
 
 from corpora import NgteachError
-from corpora.files import json_count, temp_file, wrong_field
+from corpora.files import json_count, temp_file, writing, wrong_field
 
 MAGIC = b"NGTRANKS"
 FORMAT_VERSION = 1
@@ -116,6 +116,7 @@ class RankFileWriter:
             with open(self.path, "wb") as f:
                 f.write(head)
                 f.truncate(file_size(self.header))
+                _reserve(f, file_size(self.header))
             shape = (self.header["n_positions"], self.header["k"])
             self.arrays = {name: np.memmap(self.path, dtype, "r+", offset, shape)
                            for name, dtype, offset in array_layout(self.header)}
@@ -143,10 +144,32 @@ class RankFileWriter:
     def copy_to(self, stream: BinaryIO) -> None:
         """Send the finished file to an open binary stream (e.g. standard output)."""
         self.flush()
-        with open(self.path, "rb") as f:
-            shutil.copyfileobj(f, stream, 1 << 22)
-        stream.flush()
+        with open(self.path, "rb") as f, writing("standard output", "the ranks file"):
+            while chunk := f.read(1 << 22):
+                _write_all(stream, memoryview(chunk))
+            stream.flush()
         self.path.unlink()
+
+
+def _write_all(stream: BinaryIO, data: memoryview) -> None:
+    """Write all of ``data``: a raw stream may take only part of it (a full disk takes
+    what fits), which ``shutil.copyfileobj`` would not notice."""
+    while data:
+        written = stream.write(data)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        data = data[written:]
+
+
+def _reserve(f, size: int) -> None:
+    """Claim the file's disk space now: a memory-mapped write into a full disk is a SIGBUS,
+    where reserving it is an ENOSPC error. File systems that cannot reserve are left as
+    they are."""
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
 
 
 def write_rank_file(header: dict, target: str | os.PathLike | BinaryIO, fill: Callable[[dict], None]) -> None:

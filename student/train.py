@@ -48,7 +48,7 @@ from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile, load_teacher
 from ngram_teacher.teachers import DEFAULT_K
 from ngram_teacher.model import tokens_sha256
-from corpora.files import read_json_object, temp_file, write_json, write_npy
+from corpora.files import read_json_object, temp_file, write_json, write_npy, writing
 from corpora.provenance import provenance
 
 from .data import (PARTITION_MODES, FileRows, OnlineRows, TeacherReader, TeacherRows, bptt_batches,
@@ -481,15 +481,18 @@ def describe_oov(figures: dict, split: str) -> list[str]:
 # ---- checkpoints ------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save into a temporary file, then rename: a kill leaves the old one whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file(path.parent, f".{path.name}.")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """torch.save into a temporary file, then rename: a kill, or a full disk, leaves the
+    old one whole (a failed write is one line naming the checkpoint)."""
+    with writing(path, "the checkpoint"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_file(path.parent, f".{path.name}.")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except RuntimeError as e:  # torch reports a failed write (a full disk) as a RuntimeError
+            raise OSError(str(e).splitlines()[0].strip()) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, keys: tuple[str, ...] = ("model",)) -> dict:
@@ -599,13 +602,14 @@ def train_batches(config: RunConfig, data: RunData, epoch: int, rank: int, world
 def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = print,
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None) -> dict:
     """Train (or continue) the run in ``config.out``; return its summary. A new run that
-    fails before its first checkpoint leaves no run directory behind."""
+    fails before its first checkpoint is saved leaves no run directory behind (an existing
+    run keeps its last good checkpoint, to --resume from)."""
     out = Path(config.out)
     created = not resume and not out.exists() and os.environ.get("RANK", "0") == "0"  # torchrun: the main process
     try:
         return _run(config, resume, log, progress)
     except BaseException:
-        if created and not (out / "checkpoints").exists():
+        if created and not (out / "checkpoints" / "last.pt").exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
 

@@ -598,3 +598,26 @@ def test_damaged_compressed_and_empty_piped_corpora_are_one_line(ws):
     empty = subprocess.run([*COMMAND, "build", "-"], cwd=ws.cwd, env=ws.env, input=b"", capture_output=True)
     assert empty.returncode == 1 and empty.stderr == b"ngteach: error: standard input: the input is empty\n"
     assert ws.listing() == before  # nothing written, nothing left behind
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(ws, full_disk):
+    """rank (to a file or standard output), arpa, build and distill on a disk that fills up."""
+    for args, says in ((["rank", "-o", str(full_disk / "r.bin")], f"{full_disk}/r.bin: cannot create a ranks file"),
+                       (["arpa", "-o", str(full_disk / "m.arpa"), "--discount-fallback"],
+                        f"{full_disk}/m.arpa: cannot write the ARPA file (No space left on device)"),
+                       (["build", "corpus.txt", "--out", str(full_disk / "model")],
+                        f"{full_disk}/model: cannot write the model directory")):
+        assert_clean_error(ws.run(*args), 1, says)
+        assert list(full_disk.iterdir()) == [], args  # no temporary file
+    # distill says what it does before it fails: its last line is the error, and no run folder is stranded
+    result = ws.run("distill", "--size", "tiny", "--epochs", "1", "--max-tokens", "2000", "--loss", "ce", "--out",
+                    str(full_disk / "run"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(f"ngteach: error: {full_disk}/run/checkpoints/best.pt: cannot "
+                                                     "write the checkpoint (")
+    assert list(full_disk.iterdir()) == []
+    with open(full_disk / "out.bin", "wb") as out:
+        result = subprocess.run([*COMMAND, "rank"], cwd=ws.cwd, env=ws.env, stdout=out, stderr=subprocess.PIPE)
+    assert result.returncode == 1 and result.stderr.decode() == (
+        "ngteach: error: standard output: cannot write the ranks file (No space left on device)\n")
