@@ -255,7 +255,8 @@ def _download_any(urls: tuple[str, ...], dest: Path, on_bytes: ByteCallback | No
             return url
         except NgteachError as e:
             failures.append(str(e))
-    raise NgteachError("; ".join(failures))
+    raise NgteachError("; ".join(failures) + f"; a local copy laid out as DIR/NAME/SPLIT.txt can be read instead "
+                       f"with --data-dir DIR or {DATA_DIR_ENV}=DIR")
 
 
 def _download(url: str, dest: Path, on_bytes: ByteCallback | None) -> None:

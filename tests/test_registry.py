@@ -259,8 +259,9 @@ def test_unreachable_host_is_a_download_error(tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{port}/toy.txt"
     source = Source((url,), "md5:" + "0" * 32)
     monkeypatch.setitem(registry.CORPORA, "toy", {"train": source, "valid": source, "test": source})
-    with pytest.raises(NgteachError, match=re.escape(url) + r": download failed \(.*refused"):
+    with pytest.raises(NgteachError, match=re.escape(url) + r": download failed \(.*refused") as error:
         resolve_corpus("toy", cache_dir=tmp_path / "cache")
+    assert str(error.value).endswith("can be read instead with --data-dir DIR or NGTEACH_DATA_DIR=DIR")
 
 
 def test_no_download_when_switched_off(tmp_path):
