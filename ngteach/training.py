@@ -173,6 +173,32 @@ def evaluate(model: Path = typer.Argument(..., metavar="MODEL", help="A run dire
         say(line)
 
 
+def generate(run: Path = typer.Argument(..., metavar="RUN", help="A run directory."),
+             prompt: str = typer.Option("", help="The text to continue (tokenized like the corpus)."),
+             length: int = typer.Option(50, min=0, help="Tokens to draw."),
+             temperature: float = typer.Option(1.0, help="Divide the logits by this (below 1: more likely words)."),
+             top_k: int = typer.Option(0, min=0, help="Draw among the k most probable words only (0: all)."),
+             seed: int = typer.Option(0, min=0, help="Random seed (same seed, same text)."),
+             ) -> None:
+    """Continue PROMPT with text drawn from RUN's best checkpoint, a token at a time; each
+    <eos> is a line end.
+
+    \b
+    Example:
+      ngteach generate runs/lstm-small-rank-s0 --prompt "The history of" --top-k 40 --seed 1
+    """
+    from student import train
+    from student.generate import sample
+
+    config = train.RunConfig.load(run / "config.json")
+    vocabulary = train.run_model(config, run)
+    student = train.load_student(run, config, len(vocabulary.vocab))
+    prompt_ids = [int(i) for i in vocabulary.tokenizer.encode_text(prompt)]
+    drawn = sample(student, config.student, prompt_ids, length, vocabulary.vocab.eos_id, temperature, top_k, seed)
+    words = [vocabulary.vocab.tokens[i] for i in prompt_ids + drawn]
+    print(" ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n").rstrip("\n"))
+
+
 def _scored(model: Path, text: str, discount_fallback: bool):
     """(log-probabilities, token ids, <unk> id) of ``text`` under a student run, a model
     directory's Kneser-Ney estimate or an ARPA file."""
@@ -300,6 +326,7 @@ def _run_grid(spec, out: Optional[Path], jobs: int, threads: int, data_dir: Opti
 def register(app: typer.Typer) -> None:
     app.command()(distill)
     app.command("eval")(evaluate)
+    app.command()(generate)
     app.command()(compare)
     app.command()(experiment)
     app.command()(demo)

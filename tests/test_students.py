@@ -63,3 +63,37 @@ def test_memory_keeps_the_last_tokens_only():
 def test_impossible_sizes_are_refused(overrides, mentions):
     with pytest.raises(NgteachError, match=mentions):
         student_config("transformer", "tiny", **overrides)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "transformer"])
+def test_sampling_with_top_k_1_is_the_greedy_continuation(kind):
+    """top_k 1 draws the argmax, found here by reading the whole text again at every step."""
+    from student.generate import sample
+
+    model = model_of(kind, window=6)
+    prompt = [5, 9, 2]
+    drawn = sample(model, student_config(kind, "tiny", window=6), prompt, 10, before=0, top_k=1, seed=3)
+    tokens = [0, *prompt]
+    with torch.no_grad():
+        for _ in range(10):
+            context = tokens if kind == "lstm" else tokens[-6:]
+            logits, _ = model(torch.tensor([context]))
+            tokens.append(int(logits[0, -1].argmax()))
+    assert drawn == tokens[4:]
+
+
+def test_sampling_is_repeatable_by_seed_and_keeps_to_the_top_k():
+    from student.generate import sample
+
+    model = model_of("lstm")
+    config = student_config("lstm", "tiny")
+    first = sample(model, config, [1, 2], 40, before=0, temperature=1.5, top_k=3, seed=7)
+    assert first == sample(model, config, [1, 2], 40, before=0, temperature=1.5, top_k=3, seed=7)
+    assert first != sample(model, config, [1, 2], 40, before=0, temperature=1.5, top_k=3, seed=8)
+    tokens = [0, 1, 2, *first]
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([tokens[:-1]]))
+    top3 = logits[0, 2:].topk(3).indices  # the three most probable words before each drawn one
+    assert all(token in allowed for token, allowed in zip(first, top3.tolist()))
+    with pytest.raises(NgteachError, match="--temperature must be positive, not 0"):
+        sample(model, config, [1], 3, before=0, temperature=0)
