@@ -148,6 +148,8 @@ def rank(
                                                     "model directory of the same vocabulary), arpa:FILE, "
                                                     "born-again:RUN (a student run), hf-causal:DIR or hf-masked:DIR "
                                                     "(a local Hugging Face model; needs the hf extra)."),
+    device: Optional[str] = typer.Option(None, help="A neural teacher: cpu, cuda or cuda:N (default: cuda if "
+                                         "there is one)."),
 ) -> None:
     """Write the top-k ranks of every position of the corpus (a ranks file, see FORMATS.md).
     The count teacher lists entries by backoff level; an ARPA or neural teacher orders them
@@ -178,7 +180,7 @@ def rank(
             with corpus_argument(corpus, None, spool_dir) as (path, source):
                 stream = vocabulary.tokenizer.encode_file(path, bars.add(f"read {Path(source).name}",
                                                                          _text_size(path), "bytes"))
-        teacher = _teacher(teacher_spec or (arpa and f"arpa:{arpa}"), vocabulary, k, bars)
+        teacher = _teacher(teacher_spec or (arpa and f"arpa:{arpa}"), vocabulary, k, bars, device)
         ranked = bars.add("rank", len(stream), "positions")
         write_ranks(teacher, stream, target, k, gt_first, scores, source, threads, ranked, min_order)
     seconds = time.perf_counter() - started
@@ -186,14 +188,18 @@ def rank(
         f"({len(stream) / max(seconds, 1e-9):,.0f} positions/s)")
 
 
-def _teacher(spec: Optional[str], model: NgramModel, k: int, bars):
+def _teacher(spec: Optional[str], model: NgramModel, k: int, bars, device: Optional[str]):
     """The teacher of ``spec`` for ``model``'s vocabulary (its counts without one), an ARPA
-    file's reading shown as it goes."""
+    file's reading shown as it goes, a neural one on ``device``."""
     if spec is None:
         return CountTeacher(model)
     kind, path = spec.partition(":")[::2]
     read = bars.add(f"read {Path(path).name}", _file_size(Path(path)), "bytes") if kind == "arpa" else None
-    return load_teacher(spec, model, k, on_bytes=read)
+    if kind in ("count", "arpa"):
+        return load_teacher(spec, model, k, on_bytes=read)
+    from student.train import torch_device
+
+    return load_teacher(spec, model, k, device=torch_device(device))
 
 
 @app.command()

@@ -82,6 +82,8 @@ def distill(
     eval_columns: int = typer.Option(10, help="Parts of an evaluation text read side by side, each from a fresh "
                                      "state."),
     seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if there is one; bf16 "
+                                         "autocast on a GPU)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
     """Train a student language model from the teacher's ranks.
@@ -151,7 +153,8 @@ def evaluate(model: Path = typer.Argument(..., metavar="MODEL", help="A run dire
              text: str = typer.Argument(..., metavar="TEXT", help="Text to evaluate on: a file or a named split."),
              data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
              discount_fallback: bool = typer.Option(False, "--discount-fallback",
-                                                    help="A model directory: as 'ngteach arpa --discount-fallback'.")
+                                                    help="A model directory: as 'ngteach arpa --discount-fallback'."),
+             device: str = typer.Option("cpu", help="A student run: cpu, cuda or cuda:N.")
              ) -> None:
     """Print the perplexity of MODEL on TEXT, with and without its out-of-vocabulary tokens:
     a student run's best checkpoint, or an N-gram model as KenLM's query scores it (each
@@ -165,7 +168,7 @@ def evaluate(model: Path = typer.Argument(..., metavar="MODEL", help="A run dire
     from student import train
     from student.model import perplexity
 
-    logprobs, tokens, unk = _scored(model, _text(text, data_dir), discount_fallback)
+    logprobs, tokens, unk = _scored(model, _text(text, data_dir), discount_fallback, device)
     print(f"{text}: perplexity {perplexity(train.mean_nll(logprobs)):.2f} over {len(logprobs):,} tokens")
     report, *warning = train.describe_oov(train.oov_figures("text", logprobs, tokens, unk), "text")
     print(report)
@@ -199,7 +202,7 @@ def generate(run: Path = typer.Argument(..., metavar="RUN", help="A run director
     print(" ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n").rstrip("\n"))
 
 
-def _scored(model: Path, text: str, discount_fallback: bool):
+def _scored(model: Path, text: str, discount_fallback: bool, device: str):
     """(log-probabilities, token ids, <unk> id) of ``text`` under a student run, a model
     directory's Kneser-Ney estimate or an ARPA file."""
     from corpora import WordTokenizer
@@ -212,7 +215,7 @@ def _scored(model: Path, text: str, discount_fallback: bool):
     if not model.exists():
         raise NgteachError(f"{model}: no such run directory, model directory or ARPA file")
     if (model / "config.json").is_file():
-        return train.evaluate_text(model, text)
+        return train.evaluate_text(model, text, device)
     if model.is_dir():
         if not (model / "meta.json").is_file():
             raise NgteachError(f"{model}: neither a run directory (config.json) nor a model directory (meta.json)")

@@ -113,6 +113,7 @@ class RunConfig:
     checkpoint_every: int = 200  # batches between mid-epoch checkpoints (0: only at epoch ends)
     eval_columns: int = 10  # parts of an evaluation text read side by side
     seed: int = 0
+    device: str | None = None  # cpu, cuda or cuda:N; None: cuda if there is one
     out: str = ""
 
     def __post_init__(self):
@@ -201,6 +202,27 @@ TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true
               type(None): "null"}
 
 
+def check_device(device: str) -> None:
+    """Refuse a device that is not cpu, cuda or cuda:N (without running anything)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise NgteachError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
+
+
+def torch_device(device: str | None) -> torch.device:
+    """The torch device of ``--device`` (None: cuda if there is one), refused when it is a
+    GPU this machine does not have."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    check_device(device)
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and (not torch.cuda.is_available()
+                                  or (chosen.index or 0) >= torch.cuda.device_count()):
+        raise NgteachError(f"--device {device}: there is no such CUDA device here "
+                           f"({torch.cuda.device_count()} found)")
+    return chosen
+
+
 def _wrong_type(cls, values: dict) -> tuple[str, str, object] | None:
     """(field, the type it must have, the value) for the first field in ``values`` that does
     not have the type of that field of ``cls`` (a dataclass; JSON integers pass as
@@ -224,6 +246,8 @@ def check_config(config: RunConfig) -> None:
             raise NgteachError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(config, name)}")
     if not 0 <= config.seed < 2 ** 32:
         raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
+    if config.device is not None:
+        check_device(config.device)
     if config.loss not in LOSSES:
         raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
     if config.partition is not None and config.partition not in PARTITION_MODES:
@@ -426,16 +450,17 @@ def evaluate_run(run_dir: str | os.PathLike, text: str | os.PathLike) -> np.ndar
     return evaluate_text(run_dir, text)[0]
 
 
-def evaluate_text(run_dir: str | os.PathLike, text: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+def evaluate_text(run_dir: str | os.PathLike, text: str | os.PathLike,
+                  device: str = "cpu") -> tuple[np.ndarray, np.ndarray, int]:
     """(token log-probabilities, token ids, the ``<unk>`` id) of ``text`` under the best
-    checkpoint of a run (on the CPU)."""
+    checkpoint of a run, on ``device``."""
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
     teacher = run_model(config, run_dir)
-    model = load_student(run_dir, config, len(teacher.vocab))
+    where = torch_device(device)
+    model = load_student(run_dir, config, len(teacher.vocab)).to(where)
     tokens = encode_file(teacher, str(text))
-    logprobs = token_logprobs(model, tokens, teacher.vocab.eos_id, config.eval_columns, config.student.window,
-                              torch.device("cpu"))
+    logprobs = token_logprobs(model, tokens, teacher.vocab.eos_id, config.eval_columns, config.student.window, where)
     return logprobs, tokens.numpy(), teacher.vocab.unk_id
 
 
@@ -616,7 +641,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
 
 def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) -> dict:
     check_config(config)
-    distributed = _Distributed()
+    distributed = _Distributed(config.device)
     torch.manual_seed(config.seed + distributed.rank)
     np.random.seed(config.seed)
     random.seed(config.seed)
@@ -890,12 +915,14 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
 class _Distributed:
     """One process, or one of several started by torchrun (gloo on CPU, nccl on GPUs)."""
 
-    def __init__(self):
+    def __init__(self, device: str | None = None):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.is_main = self.rank == 0
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+        if device is None or (device == "cuda" and self.world > 1):  # torchrun: each process its own GPU
+            device = "cpu" if device is None and not torch.cuda.is_available() else f"cuda:{local}"
+        self.device = torch_device(device)
         if self.world > 1:
             torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 

@@ -668,3 +668,14 @@ def test_distills_options_are_the_runs_settings():
                           ({"valid_fraction": 1.5}, "--valid-fraction must be between 0 and 1")):
         with pytest.raises(NgteachError, match=says):
             train.config_from_options(options)
+
+
+def test_device_choices():
+    assert train.torch_device("cpu") == torch.device("cpu")
+    assert train.torch_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("gpu", "cpu:0", "cuda:x", "cuda:"):
+        with pytest.raises(NgteachError, match=f"--device must be cpu, cuda or cuda:N, not '{bad}'"):
+            train.config_from_options({"device": bad})
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, whatever this machine has
+    with pytest.raises(NgteachError, match=f"--device {missing}: there is no such CUDA device here"):
+        train.torch_device(missing)
