@@ -204,8 +204,8 @@ TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true
 
 def check_device(device: str) -> None:
     """Refuse a device that is not cpu, cuda or cuda:N (without running anything)."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+    kind, colon, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (colon and not (kind == "cuda" and index.isdigit())):
         raise NgteachError(f"--device must be cpu, cuda or cuda:N, not {device!r}")
 
 
