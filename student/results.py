@@ -51,6 +51,8 @@ class Line:
     # Training tokens each seed took to reach the best validation perplexity of the
     # reference (ce) run of the same seed; None where it never did.
     to_reference: dict[int, int | None] = field(default_factory=dict)
+    # The spec's other comparisons: configuration -> p-value of this line against it.
+    p_against: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -164,7 +166,7 @@ def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
                 no_oov = [scores.ppl_no_oov(r.directory) for r in finished.values()]
                 lines.append(Line(config, finished, [s["test_ppl"] for s in summaries],
                                   [s["valid_ppl"] for s in summaries], no_oov, exclude_oov))
-        _add_p_values(lines, spec.baseline, scores)
+        _add_p_values(lines, spec.baseline, scores, spec.compare)
         _add_learning_speed(lines)
         tables[corpus.name] = Table(lines, _teacher_pairs(lines, scores), _oov_count(lines, scores))
     return tables
@@ -200,11 +202,13 @@ def _oov_count(lines: list[Line], scores: RunScores) -> tuple[int, int] | None:
     return None
 
 
-def _add_p_values(lines: list[Line], baseline: str, scores: RunScores) -> None:
+def _add_p_values(lines: list[Line], baseline: str, scores: RunScores, compare: list[str]) -> None:
     by_name = {line.name: line for line in lines}
     for line in lines:
         if baseline in by_name and line.name != baseline:
             line.p_baseline = _p_value(seed_pooled_comparison(line, by_name[baseline], scores))
+        line.p_against = {name: _p_value(seed_pooled_comparison(line, by_name[name], scores))
+                          for name in compare if name in by_name and name != line.name}
         rivals = [other for other in lines if other.config.teacher == line.config.teacher and other is not line]
         if rivals:
             best = min(rivals, key=lambda other: other.test_mean)
@@ -281,17 +285,26 @@ def _lines_table(spec: Spec, lines: list[Line]) -> list[str]:
     baseline, measure = spec.baseline, METRIC_LABELS[spec.metric]
     reference = reference_line(lines)
     speed = f"tokens to {reference.name}'s best valid" if reference else "tokens to ce's best valid"
+    by_name = {line.name: line for line in lines}
+    against = [name for name in spec.compare if name in by_name]
     rows = [f"| configuration | seeds | test ppl | test ppl excl. OOV | valid ppl | Δ {measure} vs {baseline} "
-            f"| p vs {baseline} | best other loss, same teacher | p vs it | {speed} |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    base = next((line for line in lines if line.name == baseline), None)
+            f"| p vs {baseline} | best other loss, same teacher | p vs it | {speed} |"
+            + "".join(f" Δ vs {name} | p vs {name} |" for name in against),
+            "|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(against)]
     for line in lines:
-        delta = "" if base is None or line is base or not line.shared_seeds(base) \
-            else f"{line.delta(base):+.2f}"
         rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.test_no_oov)} "
-                    f"| {_mean_sd(line.valid)} | {delta} | {_p(line.p_baseline)} | {line.other or ''} "
-                    f"| {_p(line.p_other)} | {_speed(line.to_reference)} |")
+                    f"| {_mean_sd(line.valid)} | {_delta(line, by_name.get(baseline))} | {_p(line.p_baseline)} "
+                    f"| {line.other or ''} | {_p(line.p_other)} | {_speed(line.to_reference)} |"
+                    + "".join(f" {_delta(line, by_name[name])} | {_p(line.p_against.get(name))} |"
+                              for name in against))
     return rows
+
+
+def _delta(line: Line, base: Line | None) -> str:
+    """The difference of ``line`` against ``base`` over their shared seeds (blank for itself)."""
+    if base is None or line is base or not line.shared_seeds(base):
+        return ""
+    return f"{line.delta(base):+.2f}"
 
 
 def _speed(to_reference: dict[int, int | None]) -> str:

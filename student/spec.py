@@ -7,6 +7,7 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     baseline = "ce"                 # compared with every other configuration (default: the first)
     metric = "exclude-oov"          # what differences and p-values compare: "all" test tokens
                                     # (default) or those in the vocabulary (both are reported)
+    compare = ["ls", "kl@kn4"]      # more configurations every other is compared with (Δ, p)
 
     [corpora.wt2-mini]              # paths are relative to the spec; NAME:SPLIT names work too
     train = "../../shared/corpora/wikitext-2/valid.txt"
@@ -46,7 +47,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpora import NgteachError
@@ -115,6 +116,7 @@ class Spec:
     student: dict
     configs: list[Config]
     metric: str = "all"  # or "exclude-oov": what the results' differences and p-values compare
+    compare: list[str] = field(default_factory=list)  # configurations compared with every other, beside baseline
 
 
 def load_spec(path: str | os.PathLike) -> Spec:
@@ -133,8 +135,8 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     def bad(message: str) -> NgteachError:
         return NgteachError(f"{where}: {message}")
 
-    _only(raw, {"name", "seeds", "baseline", "metric", "corpora", "teachers", "student", "losses"}, "the top level",
-          bad)
+    _only(raw, {"name", "seeds", "baseline", "metric", "compare", "corpora", "teachers", "student", "losses"},
+          "the top level", bad)
     name = raw.get("name", "experiment")
     _check_name(name, "the experiment", bad)
     seeds = raw.get("seeds", [0])
@@ -161,7 +163,11 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     metric = raw.get("metric", "all")
     if metric not in METRICS:
         raise bad(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs, metric)
+    compare = raw.get("compare", [])
+    names = [c.name for c in configs]
+    if not (isinstance(compare, list) and all(name in names for name in compare)):
+        raise bad(f"compare must be a list of the configurations ({', '.join(names)}), not {compare!r}")
+    return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs, metric, compare)
 
 
 def _tables(raw: dict, key: str, bad) -> dict:

@@ -206,6 +206,23 @@ def test_learning_speed_is_the_tokens_to_reach_the_ce_runs_best_validation(grid)
     assert row[-1].rstrip(" |") == ("not reached" if expected is None else f"{expected / 1e6:.2f}M")
 
 
+def test_more_comparisons_than_the_baseline(grid):
+    root, _ = grid
+    out = root / "out"
+    spec = parse_spec(tomllib.loads(SPEC.replace('baseline = "ce"', 'baseline = "ce"\ncompare = ["kl@kn2"]')), root)
+    table = markdown(spec, summarize(spec, plan_runs(spec, out)))
+    rank, kl = out / "docs/runs/rank@count2-s0", out / "docs/runs/kl@kn2-s0"
+    logprobs = [np.load(d / "test_logprobs.npy").astype(np.float64) for d in (rank, kl)]
+    expected = paired_bootstrap(*logprobs, block=len(logprobs[0]) // 50, lines=load_run_lines(rank, len(logprobs[0])))
+    header = next(row for row in table.splitlines() if row.startswith("| configuration "))
+    assert header.endswith("| Δ vs kl@kn2 | p vs kl@kn2 |")
+    cells = {row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[1:-1]]
+             for row in table.splitlines() if row.startswith("| ") and "@" in row.split("|")[1]}
+    assert cells["rank@count2"][-2] == f"{expected.difference:+.2f}"
+    assert cells["rank@count2"][-1].startswith(f"{expected.p_value:.2g}")
+    assert cells["kl@kn2"][-2:] == ["", ""]  # not against itself
+
+
 def test_tokens_to_reach_by_hand():
     curve = ([100, 200, 300, 400], [50.0, 40.0, 30.0, 35.0])
     assert [tokens_to_reach(curve, target) for target in (60, 40, 31, 30, 29)] == [100, 200, 300, 300, None]
@@ -465,6 +482,7 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
      "smoothing = \"teacher\" needs a teacher with log-probabilities; 'count2' \\(count\\) has none"),
     (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),
     (("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 1.0"), "train_share must be between 0 and 1"),
+    (("baseline = \"ce\"", "baseline = \"ce\"\ncompare = [\"nope\"]"), "compare must be a list of the configurations"),
     (("baseline = \"ce\"", "baseline = \"ce\"\nmetric = \"oov\""), "metric must be one of all, exclude-oov, not 'oov'"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 0"), "min_count must be an integer of at least 1, not 0"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 2.0"), "min_count must be an integer"),
