@@ -13,7 +13,8 @@ entries are partitioned included:
   and neural teachers; their orders say which n-gram supplied a probability, not a level).
 
 A teacher is named by a spec, ``KIND:PATH`` (:func:`load_teacher`): ``count:DIR`` (a model
-directory's counts) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
+directory's counts), ``cloze:DIR`` (the words between the same neighbours elsewhere in a
+model directory's corpus, :mod:`ngram_teacher.cloze`) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
 ``hf-causal:DIR`` and ``hf-masked:DIR`` (neural teachers, which need torch) to
 :data:`TEACHER_KINDS` when it is imported.
 """
@@ -30,6 +31,7 @@ from corpora import NgteachError
 
 from . import kernels
 from .arpa_rank import load_teacher as load_arpa
+from .cloze import ClozeTeacher
 from .model import NgramModel, tokens_sha256
 from .rank import check_k, check_min_order, rank_into
 from .rankfile import COUNT_SCORES, FORMAT_VERSION, id_dtype_for, write_rank_file
@@ -115,9 +117,14 @@ def _arpa(path: Path, model: NgramModel, k: int, on_bytes=None, **options) -> Te
     return load_arpa(path, model, k, on_bytes)
 
 
+def _cloze(path: Path, model: NgramModel, k: int, **options) -> ClozeTeacher:
+    return ClozeTeacher(_count(path, model, k).model)
+
+
 TEACHER_KINDS: dict[str, TeacherKind] = {
     "count": TeacherKind(_count, "model directory"),
     "arpa": TeacherKind(_arpa, "ARPA file"),
+    "cloze": TeacherKind(_cloze, "model directory"),
 }
 
 

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 import student  # noqa: F401  (adds the neural teachers' specs)
@@ -32,7 +33,8 @@ from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning, es
 from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
 from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
-from ngram_teacher.teachers import CountTeacher, load_teacher, write_ranks
+from ngram_teacher.cloze import ClozeTeacher
+from ngram_teacher.teachers import CountTeacher, load_teacher, teacher_rows, write_ranks
 
 from . import training
 
@@ -237,23 +239,29 @@ def arpa(
 
 @app.command()
 def query(
-    context: str = typer.Argument(..., metavar="CONTEXT", help="The words before the position to rank."),
+    context: str = typer.Argument(..., metavar="CONTEXT", help="The words before the position to rank, or "
+                                  "'LEFT _ RIGHT': the cloze teacher ranks the gap between them."),
     k: int = typer.Option(10, "--k", "-k", min=1, help="How many continuations to show."),
     model: Path = ModelOption,
     arpa: Optional[Path] = typer.Option(None, help="Show this ARPA model's most probable continuations instead."),
     bos: bool = typer.Option(False, "--bos", help="With --arpa: the context starts a line (follows <s>)."),
 ) -> None:
     """Show what the teacher ranks after CONTEXT, with each entry's order and count (or,
-    with --arpa, its log10 probability).
+    with --arpa, its log10 probability); with a gap, '_', what the two-sided (cloze)
+    teacher ranks between its neighbours.
 
     \b
     Examples:
       ngteach query "raise an" --k 5
       ngteach query "the" --arpa model.arpa --bos
+      ngteach query "raise an _ if" --k 5
     """
     if bos and arpa is None:
         raise NgteachError("--bos is for --arpa (the count teacher's contexts never follow <s>)")
     teacher = NgramModel(model)
+    if context.split().count(GAP) == 1 and arpa is None:
+        _query_gap(teacher, context, k)
+        return
     ids = teacher.tokenizer.encode_text(context)
     shown = " ".join(teacher.vocab.tokens[i] for i in ids)
     if arpa is None:
@@ -267,6 +275,22 @@ def query(
     print(f"{'rank':>4}  {'order':>5}  {'log10 p':>9}  word")
     for place, candidate in enumerate(arpa_continuations(teacher, scorer, context, k, bos), start=1):
         print(f"{place:>4}  {candidate.order:>5}  {candidate.logprob / math.log(10):>9.4f}  {candidate.word}")
+
+
+GAP = "_"  # the position a cloze query ranks
+
+
+def _query_gap(model: NgramModel, context: str, k: int) -> None:
+    """What the cloze teacher ranks between the words before and after the gap."""
+    left, right = (model.tokenizer.encode_text(side) for side in context.split(GAP, 1))
+    stream = np.concatenate([left, [0], right]).astype(np.int64)
+    rows = teacher_rows(ClozeTeacher(model), stream, [len(left)], min(k, len(model.vocab)), gt_first=False)
+    shown = " ".join([*(model.vocab.tokens[i] for i in left), GAP, *(model.vocab.tokens[i] for i in right)])
+    print(f"between '{shown}' (order {model.order} model, two-sided):")
+    print(f"{'rank':>4}  {'order':>5}  {'count':>9}  word")
+    for place, (word, order, count) in enumerate(zip(rows.ids[0], rows.orders[0], rows.scores[0]), start=1):
+        if order:
+            print(f"{place:>4}  {order:>5}  {count:>9,}  {model.vocab.tokens[word]}")
 
 
 @app.command()

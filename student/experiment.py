@@ -32,6 +32,7 @@ from corpora.files import read_json_object, replace_dir, temp_dir, write_atomic,
 from .spec import TEACHER_KEYS, Config, CorpusSpec, Spec, TeacherSpec, distill_args
 
 PLAN = "plan.json"
+COUNTED = ("count", "cloze")  # teachers of a model directory of their own order
 SOURCE = "source.json"  # in CORPUS/data: what the splits were made from
 TEACHER = "teacher.json"  # in CORPUS/teachers/NAME: what the teacher was made with
 
@@ -89,7 +90,7 @@ def teacher_files(corpus_dir: Path, teacher: TeacherSpec | None) -> tuple[Path, 
     if teacher is None:
         return corpus_dir / "model", None
     folder = corpus_dir / "teachers" / teacher.name
-    model = folder / "model" if teacher.kind == "count" else corpus_dir / "model"
+    model = folder / "model" if teacher.kind in COUNTED else corpus_dir / "model"
     return model, folder / "ranks.bin"
 
 
@@ -239,10 +240,10 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
         log(f"{corpus.name}: making teacher {teacher.name} ({teacher.kind}, order {teacher.order}, k {teacher.k})")
         ranks.parent.mkdir(parents=True, exist_ok=True)
         write_json(ranks.parent / TEACHER, teacher_record(teacher))
-        if teacher.kind == "count":
+        if teacher.kind in COUNTED:
             if not model.exists():
                 build_model(train, model, order=teacher.order, tokenize=tokenize)
-            _count_ranks(NgramModel(model), teacher, ranks, ranked)
+            _counted_ranks(NgramModel(model), teacher, ranks, ranked)
         else:
             _kneser_ney_ranks(NgramModel(model), teacher, ranks, ranked)
 
@@ -253,11 +254,12 @@ def student_text(corpus_dir: Path, corpus: CorpusSpec) -> Path:
     return corpus_dir / "data" / ("student.txt" if corpus.train_share else "train.txt")
 
 
-def _count_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:
+def _counted_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:
+    """The ranks of a count or cloze teacher: its kind is its spec's kind."""
     from ngram_teacher import load_teacher, write_ranks
 
-    write_ranks(load_teacher(f"count:{model.directory}", model, teacher.k), model.tokenizer.encode_file(text), ranks,
-                teacher.k, with_scores=True, corpus=str(text))
+    write_ranks(load_teacher(f"{teacher.kind}:{model.directory}", model, teacher.k),
+                model.tokenizer.encode_file(text), ranks, teacher.k, with_scores=True, corpus=str(text))
 
 
 def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:

@@ -17,7 +17,7 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     # train_share = 0.5             # students train on the first half of train's lines; the
                                     # vocabulary and the teachers count all of it
 
-    [teachers.count4]               # kind: count or kneser-ney (order, k) ...
+    [teachers.count4]               # kind: count, cloze (two-sided) or kneser-ney (order, k) ...
     kind = "count"
     order = 4
     k = 20
@@ -53,7 +53,7 @@ from pathlib import Path
 from corpora import NgteachError
 
 # The keys of a [teachers.NAME] table besides kind, per kind.
-TEACHER_KEYS = {"count": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
+TEACHER_KEYS = {"count": {"order", "k"}, "cloze": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
                 "born-again": {"run", "seed", "k"}}
 LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary

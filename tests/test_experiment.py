@@ -15,7 +15,7 @@ import pytest
 
 from corpora import NgteachError
 from corpora.builtin import python_docs_splits
-from ngram_teacher import NgramModel, RankFile
+from ngram_teacher import NgramModel, RankFile, load_teacher, write_ranks
 from ngram_teacher.model import file_sha256
 from student.experiment import (Step, check_made, corpus_record, corpus_splits, in_run_order, plan_runs,
                                 prepare_teachers, run_experiment, schedule, write_corpus)
@@ -175,7 +175,9 @@ def test_results_without_oov_leave_the_same_tokens_out_of_every_run(grid, tmp_pa
 
 
 def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer_words(tmp_path):
-    spec_folder(tmp_path, SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 3"), "s.toml", 300)
+    cloze = '[teachers.cl2]\nkind = "cloze"\norder = 2\nk = 4\n\n[student]'
+    spec_folder(tmp_path, SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 3")
+                .replace("[student]", cloze), "s.toml", 300)
     spec = load_spec(tmp_path / "s.toml")
     corpus = spec.corpora[0]
     out = tmp_path / "out"
@@ -183,8 +185,13 @@ def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer
     prepare_teachers(spec, corpus, out, log=lambda m: None)
     counts = Counter((out / "docs/data/train.txt").read_text(encoding="utf-8").split())
     expected = {w for w, c in counts.items() if c >= 3} | {"<eos>", "<unk>"}
-    for model in ("docs/model", "docs/teachers/count2/model"):
+    for model in ("docs/model", "docs/teachers/count2/model", "docs/teachers/cl2/model"):
         assert set(NgramModel(out / model).vocab.tokens) == expected
+    # the two-sided teacher's ranks, as write_ranks of its spec makes them
+    cl2 = NgramModel(out / "docs/teachers/cl2/model")
+    write_ranks(load_teacher(f"cloze:{cl2.directory}", cl2, 4), cl2.tokens(), tmp_path / "cl2.bin", 4, with_scores=True,
+                corpus=str(out / "docs/data/train.txt"))
+    assert (out / "docs/teachers/cl2/ranks.bin").read_bytes() == (tmp_path / "cl2.bin").read_bytes()
     assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
 
 
@@ -589,7 +596,6 @@ def born_again(tmp_path_factory):
 def test_the_born_again_teacher_is_the_finished_ce_run(born_again, monkeypatch):
     import torch
 
-    from ngram_teacher import write_ranks
     from student.neural_teachers import born_again_teacher
 
     docs = born_again / "out/docs"
