@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +77,16 @@ def test_a_ranks_file_of_real_text_and_its_declared_partitions(tmp_path, wt2_val
         assert got == expected
     # the orders of a row never rise: a row is its levels, best first
     assert (np.diff(np.asarray(ranks.orders[:, 1:]).astype(int), axis=1) <= 0).all()
+
+
+def test_query_shows_what_the_gap_ranks(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "c.txt").write_text("a x b\na y b\na x b\nc y d\n", encoding="utf-8")
+    build_model(tmp_path / "c.txt", tmp_path / "m", order=3)
+    out = subprocess.run([sys.executable, "-m", "ngteach", "query", "a _ b", "-m", str(tmp_path / "m")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    # "a _ b": x twice, y once, at order 3 (one word each side); then y's and the rest at lower orders
+    assert out[0] == "between 'a _ b' (order 3 model, two-sided):"
+    assert [line.split()[1:] for line in out[2:4]] == [["3", "2", "x"], ["3", "1", "y"]]
