@@ -103,23 +103,32 @@ class ClozeTeacher:
 
     def rank_into(self, stream, ids, orders, scores, gt_first, pad_id, min_order=1, threads=None,
                   on_rows: Callable[[int], None] | None = None):
+        check_min_order(min_order, self.order)
+        stream, own = self._ranked(stream)  # once for the whole stream, not per block
         block = 1 << 14
         for start in range(0, len(stream), block):
             stop = min(start + block, len(stream))
-            self.rank_runs(stream, [(start, stop)], ids[start:stop], orders[start:stop],
-                           None if scores is None else scores[start:stop], gt_first, pad_id, min_order)
+            self._rank(stream, own, np.arange(start, stop), ids[start:stop], orders[start:stop],
+                       None if scores is None else scores[start:stop], gt_first, pad_id, min_order)
             if on_rows:
                 on_rows(stop - start)
 
     def rank_runs(self, stream, runs, ids, orders, scores, gt_first, pad_id, min_order=1):
         check_min_order(min_order, self.order)
-        stream = np.asarray(stream, dtype=np.int64)
+        stream, own = self._ranked(stream)
         positions = np.concatenate([np.arange(start, stop) for start, stop in runs])
-        own = len(stream) == len(self.corpus) and np.array_equal(stream, self.corpus)
-        k = ids.shape[1]
+        self._rank(stream, own, positions, ids, orders, scores, gt_first, pad_id, min_order)
+
+    def _ranked(self, stream) -> tuple[np.ndarray, bool]:
+        """The stream as int64, and whether it is the model's own corpus (whose positions
+        do not count themselves)."""
+        stream = np.asarray(stream, dtype=np.int64)
+        return stream, len(stream) == len(self.corpus) and np.array_equal(stream, self.corpus)
+
+    def _rank(self, stream, own, positions, ids, orders, scores, gt_first, pad_id, min_order):
         groups = [self._groups(level, stream, positions) for level in self.levels]
         for row, i in enumerate(positions.tolist()):
-            self._row(stream, i, row, groups, k, gt_first, own, min_order, ids, orders, scores, pad_id)
+            self._row(stream, i, row, groups, ids.shape[1], gt_first, own, min_order, ids, orders, scores, pad_id)
 
     def _groups(self, level: _Level, stream: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The context of each position in ``level`` (-1 where it has none there)."""

@@ -34,7 +34,7 @@ from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
 from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
 from ngram_teacher.cloze import ClozeTeacher
-from ngram_teacher.teachers import CountTeacher, load_teacher, teacher_rows, write_ranks
+from ngram_teacher.teachers import CountTeacher, load_teacher, parse_teacher_spec, teacher_rows, write_ranks
 
 from . import training
 
@@ -195,8 +195,8 @@ def _teacher(spec: Optional[str], model: NgramModel, k: int, bars, device: Optio
     file's reading shown as it goes, a neural one on ``device``."""
     if spec is None:
         return CountTeacher(model)
-    kind, path = spec.partition(":")[::2]
-    read = bars.add(f"read {Path(path).name}", _file_size(Path(path)), "bytes") if kind == "arpa" else None
+    kind, path = parse_teacher_spec(spec)
+    read = bars.add(f"read {path.name}", _file_size(path), "bytes") if kind == "arpa" else None
     if kind in ("count", "arpa"):
         return load_teacher(spec, model, k, on_bytes=read)
     from student.train import torch_device

@@ -464,8 +464,9 @@ def run_experiment(spec: Spec, out: Path, jobs: int = 1, threads: int = 1, data_
 def write_results(spec: Spec, runs: list[Run], out: Path) -> list[Path]:
     from . import results
 
-    tables = results.summarize(spec, runs)
-    results.write_csv(results.finished_rows(runs, out), out / "results.csv")
+    scores = results.RunScores()
+    tables = results.summarize(spec, runs, scores)
+    results.write_csv(results.finished_rows(runs, out, scores), out / "results.csv")
     write_atomic(out / "results.md", results.markdown(spec, tables).encode("utf-8"))
     return [out / "results.csv", out / "results.md", *results.plot(spec, tables, out / "plots")]
 

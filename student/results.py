@@ -130,10 +130,11 @@ class RunScores:
         return math.exp(-without_positions(logprobs, None, oov)[0].mean())
 
 
-def finished_rows(runs: list[Run], out: Path) -> list[dict]:
-    """A results.csv row per finished run (its directory relative to ``out``)."""
+def finished_rows(runs: list[Run], out: Path, scores: RunScores | None = None) -> list[dict]:
+    """A results.csv row per finished run (its directory relative to ``out``), from the
+    runs' files as ``scores`` has read them (read anew without)."""
     rows = []
-    scores = RunScores()
+    scores = scores or RunScores()
     for run in runs:
         if not (run.directory / "summary.json").exists():
             continue
@@ -147,15 +148,15 @@ def finished_rows(runs: list[Run], out: Path) -> list[dict]:
     return rows
 
 
-def summarize(spec: Spec, runs: list[Run]) -> dict[str, Table]:
+def summarize(spec: Spec, runs: list[Run], scores: RunScores | None = None) -> dict[str, Table]:
     """Per corpus, a :class:`Line` per configuration with finished runs, with p-values,
     and the comparisons of the teachers of each loss."""
     done = {(r.corpus, r.config.name, r.seed): r for r in runs if (r.directory / "summary.json").exists()}
     exclude_oov = spec.metric == "exclude-oov"
+    scores = scores or RunScores()  # a run's files are read once, whatever it takes part in
     tables = {}
     for corpus in spec.corpora:
         lines = []
-        scores = RunScores()
         for config in spec.configs:
             finished = {s: done[corpus.name, config.name, s] for s in spec.seeds if (corpus.name, config.name, s) in done}
             if finished:

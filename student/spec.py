@@ -250,14 +250,17 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
         if "teachers" in table:
             raise bad(f"[losses.{name}] loss {loss!r} uses no teacher")
         return [Config(name, loss, None, options)]
-    usable = [t for t in teachers.values() if (loss != "kl" and config.smoothing != "teacher") or t.has_logprobs]
+    from .losses import TEACHER_SMOOTHING
+
+    needs_logprobs = loss == "kl" or config.smoothing == TEACHER_SMOOTHING
+    usable = [t for t in teachers.values() if not needs_logprobs or t.has_logprobs]
     chosen = table.get("teachers", [t.name for t in usable])
     if not (isinstance(chosen, list) and all(isinstance(t, str) for t in chosen) and len(set(chosen)) == len(chosen)):
         raise bad(f"[losses.{name}] teachers must be a list of teacher names without repeats, not {chosen!r}")
     for teacher in chosen:
         if teacher not in teachers:
             raise bad(f"[losses.{name}] names teacher {teacher!r}, which no [teachers.{teacher}] defines")
-        if (loss == "kl" or config.smoothing == "teacher") and not teachers[teacher].has_logprobs:
+        if needs_logprobs and not teachers[teacher].has_logprobs:
             what = "kl" if loss == "kl" else 'smoothing = "teacher"'
             raise bad(f"[losses.{name}] {what} needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")
@@ -284,10 +287,11 @@ def _check_run_options(options: dict, what: str, bad):
     would refuse it (before it reads any file)."""
     from .train import config_from_options, flag_options
 
+    flags = flag_options()
     for key, value in options.items():
-        if key in flag_options() and not isinstance(value, bool):
+        if key in flags and not isinstance(value, bool):
             raise bad(f"{what}: {key} must be true or false, not {value!r}")
-        if key not in flag_options() and isinstance(value, bool):
+        if key not in flags and isinstance(value, bool):
             raise bad(f"{what}: {key} takes a value, not true or false")
     try:
         return config_from_options(options)
