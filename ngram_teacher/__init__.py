@@ -3,12 +3,15 @@
 The stages are importable on their own: :func:`count_orders` (ids -> tables),
 :func:`build_model` (corpus -> model directory), :func:`rank_into` (tables -> ranks),
 :class:`RankFile` (read a ranks file). Teachers (:mod:`ngram_teacher.teachers`) share one
-interface: :class:`CountTeacher`, :class:`ArpaTeacher` and the neural ones the student
+interface: :class:`CountTeacher`, :class:`ArpaTeacher`, :class:`ClozeTeacher` (two-sided),
+:class:`InfiniTeacher` (unbounded order) and the neural ones the student
 package adds are made from a spec by :func:`load_teacher`, write a ranks file with
 :func:`write_ranks` or give the rows of a batch with :func:`teacher_rows`.
 """
 from .arpa_rank import ArpaTeacher
+from .cloze import ClozeTeacher
 from .count import OrderTable, count_orders
+from .infini import InfiniTeacher
 from .model import CountTables, NgramModel, build_model
 from .rank import Candidate, continuations, rank_into
 from .rankfile import RankFile, RankFileWriter
@@ -17,8 +20,10 @@ from .teachers import CountTeacher, Rows, Teacher, load_teacher, teacher_rows, w
 __all__ = [
     "ArpaTeacher",
     "Candidate",
+    "ClozeTeacher",
     "CountTables",
     "CountTeacher",
+    "InfiniTeacher",
     "NgramModel",
     "OrderTable",
     "RankFile",

@@ -10,8 +10,9 @@
  * The id of an m-gram is its index in words[]; so walking down the trie is one
  * binary search inside a (usually short) group per order.
  *
- * Every function works on uint32 ids and counts, and none allocates: Python owns
- * all memory, and releases the GIL around these calls so that threads run them in
+ * Every function works on uint32 ids and counts, and all but infini_rank (whose
+ * working stack grows with the longest repeat of the text) leave allocation to
+ * Python, which releases the GIL around these calls so that threads run them in
  * parallel on disjoint position ranges.
  */
 #define PY_SSIZE_T_CLEAN
@@ -244,6 +245,222 @@ void rank_rows(const u32 **words, const u32 **counts, const u32 **offsets,
         }
         for (int m = 1; m <= order; m++) ending[m][0] = ending[m][n];
     }
+}
+
+/* ---- the unbounded-order teacher (FORMATS.md, "How the infini teacher ranks") ----
+ *
+ * tokens[0..n) is the stream; positions j < n_counted hold the words that count.
+ * sa[] is the suffix array of the stream reversed, and lcp[x] the longest common
+ * prefix of the suffixes sa[x] and sa[x+1]: the suffix at p reads the context of
+ * position i = n - p backwards, so the positions whose contexts match position i's
+ * in at least L tokens form one interval of sa[] around i's (a node of match length
+ * L). Walking sa[] in order with a stack of the nodes that contain the current
+ * suffix, each node's word counts are made once, when it opens, and serve every
+ * position under it. Rows are written for positions first..stop-1 (row i - first);
+ * with exclude_self, a position's own occurrence (it is in every node it is under)
+ * is taken out of its rows. The level of match length 0 is the unigram list
+ * (uni_sorted: the words by count desc then id, uni_count[w]). */
+
+typedef struct { u32 word, count; } word_count;
+
+typedef struct {
+    i64 hi;        /* last suffix-array index of the node */
+    u32 length;    /* its match length */
+    i64 at, size;  /* its words in the pool: by word at [at, at+size), by count after */
+} infini_node;
+
+static int by_word(const void *a, const void *b)
+{
+    u32 x = *(const u32 *)a, y = *(const u32 *)b;
+    return (x > y) - (x < y);
+}
+
+static int by_count_desc(const void *a, const void *b)
+{
+    const word_count *x = a, *y = b;
+    if (x->count != y->count) return x->count < y->count ? 1 : -1;
+    return (x->word > y->word) - (x->word < y->word);
+}
+
+typedef struct {
+    const u32 *tokens;
+    const u32 *sa;
+    i64 n, n_counted;
+    u32 *count, *touched;  /* count[w] zero between uses */
+    word_count *pool;
+    i64 pool_used, pool_size;
+    infini_node *stack;
+    i64 depth, stack_size;
+} infini_state;
+
+static int grow(void **array, i64 *size, i64 needed, size_t item)
+{
+    if (needed <= *size) return 0;
+    i64 size2 = *size ? *size : 1024;
+    while (size2 < needed) size2 *= 2;
+    void *bigger = realloc(*array, (size_t)size2 * item);
+    if (!bigger) return -1;
+    *array = bigger;
+    *size = size2;
+    return 0;
+}
+
+/* Push the node sa[lo..hi] of match length `length`: count its words. */
+static int push_node(infini_state *s, i64 lo, i64 hi, u32 length)
+{
+    i64 m = 0;
+    for (i64 y = lo; y <= hi; y++) {
+        i64 j = s->n - (i64)s->sa[y];
+        if (j >= s->n_counted) continue;
+        u32 w = s->tokens[j];
+        if (s->count[w]++ == 0) s->touched[m++] = w;
+    }
+    if (grow((void **)&s->pool, &s->pool_size, s->pool_used + 2 * m, sizeof(word_count)) ||
+        grow((void **)&s->stack, &s->stack_size, s->depth + 1, sizeof(infini_node)))
+        return -1;
+    qsort(s->touched, (size_t)m, sizeof(u32), by_word);
+    word_count *words = s->pool + s->pool_used;
+    for (i64 e = 0; e < m; e++) {
+        u32 w = s->touched[e];
+        words[e].word = w;
+        words[e].count = s->count[w];
+        s->count[w] = 0;
+    }
+    memcpy(words + m, words, (size_t)m * sizeof(word_count));
+    qsort(words + m, (size_t)m, sizeof(word_count), by_count_desc);
+    s->stack[s->depth++] = (infini_node){hi, length, s->pool_used, m};
+    s->pool_used += 2 * m;
+    return 0;
+}
+
+static u32 node_count(const word_count *by_word_list, i64 size, u32 w)
+{
+    i64 lo = 0, hi = size;
+    while (lo < hi) {
+        i64 mid = (lo + hi) / 2;
+        if (by_word_list[mid].word < w) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < size && by_word_list[lo].word == w ? by_word_list[lo].count : 0;
+}
+
+typedef struct {
+    int k, id_bytes, exclude_self;
+    u32 pad_id;
+    void *ids;
+    uint8_t *orders;
+    u32 *scores;
+    u32 *seen;   /* seen[w] == stamp: w is already in the row */
+} infini_rows;
+
+static void put(const infini_rows *r, i64 row, int *filled, u32 word, u32 order, u32 count)
+{
+    i64 at = row * r->k + *filled;
+    if (r->id_bytes == 2) ((uint16_t *)r->ids)[at] = (uint16_t)word;
+    else ((u32 *)r->ids)[at] = word;
+    r->orders[at] = (uint8_t)(order > 255 ? 255 : order);
+    if (r->scores) r->scores[at] = count;
+    (*filled)++;
+}
+
+/* One level's words, by count: the truth, whose own occurrence is taken out
+ * (truth_count is its count without it), goes where that count puts it. */
+static void put_level(const infini_rows *r, i64 row, int *filled, u32 stamp, const word_count *list, i64 size,
+                      u32 order, u32 truth, int adjust, u32 truth_count)
+{
+    int pending = adjust && truth_count > 0 && r->seen[truth] != stamp;
+    for (i64 e = 0; e < size && *filled < r->k; e++) {
+        u32 w = list[e].word, c = list[e].count;
+        if (adjust && w == truth) continue;
+        if (pending && (truth_count > c || (truth_count == c && truth < w))) {
+            r->seen[truth] = stamp;
+            put(r, row, filled, truth, order, truth_count);
+            pending = 0;
+            if (*filled == r->k) return;
+        }
+        if (r->seen[w] == stamp) continue;
+        r->seen[w] = stamp;
+        put(r, row, filled, w, order, c);
+    }
+    if (pending && *filled < r->k) {
+        r->seen[truth] = stamp;
+        put(r, row, filled, truth, order, truth_count);
+    }
+}
+
+/* A count without the position's own occurrence, when that is in it. */
+static u32 elsewhere(u32 count, int adjust) { return adjust && count ? count - 1 : count; }
+
+/* The row of position i, under the nodes s->stack[0..depth). */
+static void infini_row(const infini_state *s, const infini_rows *r, i64 i, i64 row, int gt_first, int min_order,
+                       const word_count *uni_sorted, i64 n_uni, const u32 *uni_count)
+{
+    u32 truth = s->tokens[i], stamp = (u32)(row + 1);
+    int adjust = r->exclude_self, filled = 0;
+    if (gt_first) {
+        /* the truth first, with the deepest level where it occurs elsewhere */
+        u32 order = 1, count = 0;
+        for (i64 d = s->depth - 1; d >= 0 && !count; d--) {
+            const infini_node *node = &s->stack[d];
+            u32 c = elsewhere(node_count(s->pool + node->at, node->size, truth), adjust);
+            if (c > 0) order = node->length + 1, count = c;
+        }
+        if (!count) count = elsewhere(uni_count[truth], adjust);
+        r->seen[truth] = stamp;
+        put(r, row, &filled, truth, order, count);
+    }
+    for (i64 d = s->depth - 1; d >= 0 && filled < r->k; d--) {
+        const infini_node *node = &s->stack[d];
+        if ((i64)node->length + 1 < min_order) break;
+        const word_count *words = s->pool + node->at;
+        put_level(r, row, &filled, stamp, words + node->size, node->size, node->length + 1, truth, adjust,
+                  elsewhere(node_count(words, node->size, truth), adjust));
+    }
+    if (min_order <= 1 && filled < r->k)
+        put_level(r, row, &filled, stamp, uni_sorted, n_uni, 1, truth, adjust,
+                  elsewhere(uni_count[truth], adjust));
+    for (i64 at = row * r->k + filled, end = (row + 1) * r->k; at < end; at++) {
+        if (r->id_bytes == 2) ((uint16_t *)r->ids)[at] = (uint16_t)r->pad_id;
+        else ((u32 *)r->ids)[at] = r->pad_id;
+        r->orders[at] = 0;
+        if (r->scores) r->scores[at] = 0;
+    }
+}
+
+/* Returns 0, or -1 when memory ran out. progress[0] counts the suffixes walked. */
+int infini_rank(const u32 *tokens, i64 n, i64 n_counted, const u32 *sa, const int32_t *lcp, i64 first, i64 stop,
+                int exclude_self, const word_count *uni_sorted, i64 n_uni, const u32 *uni_count, int k,
+                int gt_first, int min_order, u32 pad_id, int id_bytes, void *ids_out, uint8_t *orders_out,
+                u32 *scores_out, u32 *count, u32 *touched, u32 *seen, volatile i64 *progress)
+{
+    infini_state s = {tokens, sa, n, n_counted, count, touched, NULL, 0, 0, NULL, 0, 0};
+    infini_rows r = {k, id_bytes, exclude_self, pad_id, ids_out, orders_out, scores_out, seen};
+    i64 *opened = NULL, opened_size = 0;  /* (hi, length) of the nodes that open at x */
+    int failed = 0;
+    if (first == 0 && stop > 0)  /* position 0: an empty context, under no node */
+        infini_row(&s, &r, 0, 0, gt_first, min_order, uni_sorted, n_uni, uni_count);
+    for (i64 x = 0; x < n && !failed; x++) {
+        while (s.depth > 0 && s.stack[s.depth - 1].hi < x) s.pool_used = s.stack[--s.depth].at;
+        /* the nodes that start at x: match lengths above the one shared with x - 1 */
+        i64 before = x > 0 ? lcp[x - 1] : 0, length = x + 1 < n ? lcp[x] : 0, y = x, m = 0;
+        while (length > before) {
+            while (y + 1 < n && lcp[y] >= length) y++;
+            if (grow((void **)&opened, &opened_size, 2 * (m + 1), sizeof(i64))) { failed = 1; break; }
+            opened[2 * m] = y, opened[2 * m + 1] = length, m++;
+            length = y + 1 < n ? lcp[y] : 0;
+        }
+        for (i64 e = m - 1; e >= 0 && !failed; e--)  /* the widest first: the stack is nested */
+            failed = push_node(&s, x, opened[2 * e], (u32)opened[2 * e + 1]);
+        i64 i = n - (i64)sa[x];
+        if (!failed && i >= first && i < stop)
+            infini_row(&s, &r, i, i - first, gt_first, min_order, uni_sorted, n_uni, uni_count);
+        if ((x & 0xFFFF) == 0) *progress = x;
+    }
+    *progress = n;
+    free(s.pool);
+    free(s.stack);
+    free(opened);
+    return failed ? -1 : 0;
 }
 
 /* Importable as a module only so that Python can find this library's path. */

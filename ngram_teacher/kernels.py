@@ -35,6 +35,12 @@ _lib.rank_rows.argtypes = [_ptrs, _ptrs, _ptrs, _ptrs, _ptrs, _u32, ctypes.c_int
                            ctypes.c_void_p, _u32]
 _lib.rank_rows.restype = None
 
+_lib.infini_rank.argtypes = [_u32, _i64, _i64, _u32, ndpointer(np.int32, flags="C_CONTIGUOUS"), _i64, _i64,
+                             ctypes.c_int, _u32, _i64, _u32, ctypes.c_int, ctypes.c_int, ctypes.c_int, _c_u32,
+                             ctypes.c_int, ctypes.c_void_p, _u8, ctypes.c_void_p, _u32, _u32, _u32,
+                             ndpointer(np.int64, flags="C_CONTIGUOUS")]
+_lib.infini_rank.restype = ctypes.c_int
+
 NONE = np.uint32(0xFFFFFFFF)
 MAX_ORDER = 16  # _kernels.c keeps a batch of ids per order on the stack
 
@@ -109,3 +115,27 @@ def rank_rows(tables, stream: np.ndarray, start: int, stop: int, k: int, gt_firs
                    stop, k, int(gt_first), min_order, pad_id, ids_out.itemsize, ids_out.ctypes.data, orders_out,
                    None if scores_out is None else scores_out.ctypes.data,
                    np.empty(tables.vocab_size, np.uint32))
+
+
+def infini_rank(tokens: np.ndarray, n_counted: int, sa: np.ndarray, lcp: np.ndarray, first: int, stop: int,
+                exclude_self: bool, vocab_size: int, k: int, gt_first: bool, min_order: int, pad_id: int,
+                ids_out: np.ndarray, orders_out: np.ndarray, scores_out: np.ndarray | None,
+                progress: np.ndarray) -> None:
+    """Rows of positions ``first..stop-1`` of ``tokens`` by the unbounded-order teacher
+    (see ``_kernels.c``): ``sa``/``lcp`` index ``tokens`` reversed, the words of positions
+    below ``n_counted`` count, and ``progress[0]`` counts the suffixes walked so far."""
+    assert ids_out.flags.c_contiguous and ids_out.dtype in (np.uint16, np.uint32)
+    assert ids_out.shape == orders_out.shape == (stop - first, k) and orders_out.flags.c_contiguous
+    if scores_out is not None:
+        assert scores_out.dtype == np.uint32 and scores_out.shape == ids_out.shape and scores_out.flags.c_contiguous
+    unigram = np.bincount(tokens[:n_counted], minlength=vocab_size).astype(np.uint32)
+    seen_words = np.flatnonzero(unigram).astype(np.uint32)
+    by_count = seen_words[np.lexsort((seen_words, -unigram[seen_words].astype(np.int64)))]
+    uni_sorted = np.ascontiguousarray(np.stack([by_count, unigram[by_count]], axis=1), dtype=np.uint32)
+    scratch = [np.zeros(vocab_size, np.uint32) for _ in range(3)]
+    failed = _lib.infini_rank(tokens, len(tokens), n_counted, sa, lcp, first, stop, int(exclude_self),
+                              uni_sorted.ravel(), len(uni_sorted), unigram, k, int(gt_first), min_order, pad_id,
+                              ids_out.itemsize, ids_out.ctypes.data, orders_out,
+                              None if scores_out is None else scores_out.ctypes.data, *scratch, progress)
+    if failed:
+        raise MemoryError("the unbounded-order teacher ran out of memory")

@@ -14,7 +14,9 @@ entries are partitioned included:
 
 A teacher is named by a spec, ``KIND:PATH`` (:func:`load_teacher`): ``count:DIR`` (a model
 directory's counts), ``cloze:DIR`` (the words between the same neighbours elsewhere in a
-model directory's corpus, :mod:`ngram_teacher.cloze`) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
+model directory's corpus, :mod:`ngram_teacher.cloze`), ``infini:DIR`` (the words after
+every earlier context of any length that occurs elsewhere in a model directory's corpus,
+:mod:`ngram_teacher.infini`) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
 ``hf-causal:DIR`` and ``hf-masked:DIR`` (neural teachers, which need torch) to
 :data:`TEACHER_KINDS` when it is imported.
 """
@@ -32,6 +34,7 @@ from corpora import NgteachError
 from . import kernels
 from .arpa_rank import load_teacher as load_arpa
 from .cloze import ClozeTeacher
+from .infini import InfiniTeacher
 from .model import NgramModel, tokens_sha256
 from .rank import check_k, check_min_order, rank_into
 from .rankfile import COUNT_SCORES, FORMAT_VERSION, id_dtype_for, write_rank_file
@@ -121,11 +124,17 @@ def _cloze(path: Path, model: NgramModel, k: int, **options) -> ClozeTeacher:
     return ClozeTeacher(_count(path, model, k).model)
 
 
+def _infini(path: Path, model: NgramModel, k: int, **options) -> InfiniTeacher:
+    return InfiniTeacher(_count(path, model, k).model)
+
+
 TEACHER_KINDS: dict[str, TeacherKind] = {
     "count": TeacherKind(_count, "model directory"),
     "arpa": TeacherKind(_arpa, "ARPA file"),
     "cloze": TeacherKind(_cloze, "model directory"),
+    "infini": TeacherKind(_infini, "model directory"),
 }
+NGRAM_KINDS = tuple(TEACHER_KINDS)  # the kinds of this package; the student package adds neural ones
 
 
 def parse_teacher_spec(spec: str) -> tuple[str, Path]:

@@ -34,7 +34,9 @@ from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
 from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
 from ngram_teacher.cloze import ClozeTeacher
-from ngram_teacher.teachers import CountTeacher, load_teacher, parse_teacher_spec, teacher_rows, write_ranks
+from ngram_teacher.infini import build_index
+from ngram_teacher.teachers import (NGRAM_KINDS, CountTeacher, load_teacher, parse_teacher_spec, teacher_rows,
+                                    write_ranks)
 
 from . import training
 
@@ -106,6 +108,8 @@ def build(
     min_count: Optional[int] = typer.Option(None, min=1, help="Words seen fewer times become <unk> (default 1)."),
     max_vocab: Optional[int] = typer.Option(None, min=2, help="Keep at most this many words (with <unk> and <eos>)."),
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
+    infini: bool = typer.Option(False, "--infini", help="Also index the corpus for the unbounded-order teacher "
+                                                        "(infini:DIR; otherwise indexed on its first use)."),
 ) -> None:
     """Count the n-grams of CORPUS and write a model directory.
 
@@ -114,6 +118,7 @@ def build(
       ngteach build corpus.txt --order 4
       ngteach build wikitext-2:train --data-dir ../shared/corpora --min-count 2
       zcat corpus.txt.gz | ngteach build - --order 5
+      ngteach build corpus.txt --infini     # then: ngteach rank --teacher infini:model
     """
     _check_utf8(str(out))  # the model's vocabulary (marisa-trie) is opened by a UTF-8 path
     started = time.perf_counter()
@@ -124,6 +129,8 @@ def build(
         read = bars.add(f"read {Path(source).name}", _text_size(path), "bytes")
         counted = bars.add("count", order, "orders")
         build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1), source=source)
+    if infini:
+        build_index(NgramModel(out))
     meta = NgramModel(out).meta
     say(f"built {out}: order {order}, {meta['n_tokens']:,} tokens, vocabulary {meta['vocab_size']:,}, "
         f"n-grams {' / '.join(f'{n:,}' for n in meta['ngrams'])} in {time.perf_counter() - started:.1f} s")
@@ -147,7 +154,8 @@ def rank(
                                                    "e.g. from 'ngteach arpa' or lmplz): --teacher arpa:FILE."),
     teacher_spec: Optional[str] = typer.Option(None, "--teacher",
                                                help="The teacher, if not the model's counts: count:DIR (another "
-                                                    "model directory of the same vocabulary), arpa:FILE, "
+                                                    "model directory of the same vocabulary), cloze:DIR (two-sided), "
+                                                    "infini:DIR (unbounded order), arpa:FILE, "
                                                     "born-again:RUN (a student run), hf-causal:DIR or hf-masked:DIR "
                                                     "(a local Hugging Face model; needs the hf extra)."),
     device: Optional[str] = typer.Option(None, help="A neural teacher: cpu, cuda or cuda:N (default: cuda if "
@@ -197,7 +205,7 @@ def _teacher(spec: Optional[str], model: NgramModel, k: int, bars, device: Optio
         return CountTeacher(model)
     kind, path = parse_teacher_spec(spec)
     read = bars.add(f"read {path.name}", _file_size(path), "bytes") if kind == "arpa" else None
-    if kind in ("count", "arpa"):
+    if kind in NGRAM_KINDS:
         return load_teacher(spec, model, k, on_bytes=read)
     from student.train import torch_device
 

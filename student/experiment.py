@@ -237,15 +237,16 @@ def prepare_teachers(spec: Spec, corpus: CorpusSpec, out: Path, log: Callable[[s
         model, ranks = teacher_files(corpus_dir, teacher)
         if ranks.exists() or teacher.kind == "born-again":
             continue
-        log(f"{corpus.name}: making teacher {teacher.name} ({teacher.kind}, order {teacher.order}, k {teacher.k})")
+        settings = f"order {teacher.order}, k {teacher.k}" if "order" in TEACHER_KEYS[teacher.kind] else f"k {teacher.k}"
+        log(f"{corpus.name}: making teacher {teacher.name} ({teacher.kind}, {settings})")
         ranks.parent.mkdir(parents=True, exist_ok=True)
         write_json(ranks.parent / TEACHER, teacher_record(teacher))
-        if teacher.kind in COUNTED:
+        if teacher.kind == "kneser-ney":
+            _kneser_ney_ranks(NgramModel(model), teacher, ranks, ranked)
+        else:  # count and cloze: a model of their order; infini: the base model's corpus
             if not model.exists():
                 build_model(train, model, order=teacher.order, tokenize=tokenize)
             _counted_ranks(NgramModel(model), teacher, ranks, ranked)
-        else:
-            _kneser_ney_ranks(NgramModel(model), teacher, ranks, ranked)
 
 
 def student_text(corpus_dir: Path, corpus: CorpusSpec) -> Path:
@@ -255,7 +256,8 @@ def student_text(corpus_dir: Path, corpus: CorpusSpec) -> Path:
 
 
 def _counted_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> None:
-    """The ranks of a count or cloze teacher: its kind is its spec's kind."""
+    """The ranks of a teacher of a model directory (count, cloze, infini): its kind is its
+    spec's kind."""
     from ngram_teacher import load_teacher, write_ranks
 
     write_ranks(load_teacher(f"{teacher.kind}:{model.directory}", model, teacher.k),

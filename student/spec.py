@@ -17,7 +17,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     # train_share = 0.5             # students train on the first half of train's lines; the
                                     # vocabulary and the teachers count all of it
 
-    [teachers.count4]               # kind: count, cloze (two-sided) or kneser-ney (order, k) ...
+    [teachers.count4]               # kind: count, cloze (two-sided), infini (unbounded order: k
+                                    # only) or kneser-ney (order, k) ...
     kind = "count"
     order = 4
     k = 20
@@ -51,10 +52,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpora import NgteachError
+from ngram_teacher.infini import MAX_LEVEL_ORDER
 
 # The keys of a [teachers.NAME] table besides kind, per kind.
-TEACHER_KEYS = {"count": {"order", "k"}, "cloze": {"order", "k"}, "kneser-ney": {"order", "k", "discount_fallback"},
-                "born-again": {"run", "seed", "k"}}
+TEACHER_KEYS = {"count": {"order", "k"}, "cloze": {"order", "k"}, "infini": {"k"},
+                "kneser-ney": {"order", "k", "discount_fallback"}, "born-again": {"run", "seed", "k"}}
 LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
@@ -267,7 +269,7 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
         if config.k is not None and config.k > teachers[teacher].k:
             raise bad(f"[losses.{name}] k = {config.k} is more than the k = {teachers[teacher].k} "
                       f"of teacher {teacher!r}")
-        order = 1 if teachers[teacher].kind == "born-again" else teachers[teacher].order  # neural ranks: no orders
+        order = {"born-again": 1, "infini": MAX_LEVEL_ORDER}.get(teachers[teacher].kind, teachers[teacher].order)  # neural: none
         if config.min_order > order:
             raise bad(f"[losses.{name}] min_order = {config.min_order} is above the order {order} of teacher "
                       f"{teacher!r}")

@@ -175,7 +175,7 @@ def test_results_without_oov_leave_the_same_tokens_out_of_every_run(grid, tmp_pa
 
 
 def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer_words(tmp_path):
-    cloze = '[teachers.cl2]\nkind = "cloze"\norder = 2\nk = 4\n\n[student]'
+    cloze = '[teachers.cl2]\nkind = "cloze"\norder = 2\nk = 4\n\n[teachers.inf]\nkind = "infini"\nk = 4\n\n[student]'
     spec_folder(tmp_path, SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 3")
                 .replace("[student]", cloze), "s.toml", 300)
     spec = load_spec(tmp_path / "s.toml")
@@ -192,6 +192,12 @@ def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer
     write_ranks(load_teacher(f"cloze:{cl2.directory}", cl2, 4), cl2.tokens(), tmp_path / "cl2.bin", 4, with_scores=True,
                 corpus=str(out / "docs/data/train.txt"))
     assert (out / "docs/teachers/cl2/ranks.bin").read_bytes() == (tmp_path / "cl2.bin").read_bytes()
+    # the unbounded-order teacher ranks from the shared base model's corpus (no order of its own)
+    base = NgramModel(out / "docs/model")
+    write_ranks(load_teacher(f"infini:{base.directory}", base, 4), base.tokens(), tmp_path / "inf.bin", 4,
+                with_scores=True, corpus=str(out / "docs/data/train.txt"))
+    assert (out / "docs/teachers/inf/ranks.bin").read_bytes() == (tmp_path / "inf.bin").read_bytes()
+    assert not (out / "docs/teachers/inf/model").exists()
     assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
 
 
@@ -462,6 +468,7 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("baseline = \"ce\"", "baseline = \"nope\""), "baseline"),
     (("size = \"tiny\"", "size = \"tiny\"\nwings = 2"), "'wings'"),
     (("kind = \"count\"", "kind = \"oracle\""), "kind"),
+    (("kind = \"count\"", "kind = \"infini\""), "unknown key 'order' in \\[teachers.count2\\] of kind infini"),
     (("valid_fraction = 0.1", "valid_fraction = 0.7"), "valid_fraction"),
     (("train = \"docs.txt\"", "train = 5"), "\\[corpora.docs\\] train must be a file name or a named split, not 5"),
     (("seeds = [0]", "seeds = [0, 0]"), "seeds \\[0, 0\\] repeat a seed"),
