@@ -393,8 +393,19 @@ def _command_line_error(error: Exception) -> tuple[str, int] | None:
     return None
 
 
+def _name_metavars(command) -> None:
+    """Show an option's value by its name in capitals (``--k K``, ``--model MODEL``), as
+    argparse does, rather than by its type (``<int range>``)."""
+    for sub in getattr(command, "commands", {}).values():
+        _name_metavars(sub)
+    for param in command.params:
+        if param.param_type_name == "option" and not param.is_flag and param.metavar is None:
+            param.metavar = param.name.upper()
+
+
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
+    _name_metavars(command)
     try:
         code = command.main(args=argv, prog_name="ngteach", standalone_mode=False)
     except NgteachError as e:

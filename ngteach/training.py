@@ -202,6 +202,23 @@ def generate(run: Path = typer.Argument(..., metavar="RUN", help="A run director
     print(" ".join(words).replace(" <eos> ", "\n").replace("<eos>", "\n").rstrip("\n"))
 
 
+def export(run: Path = typer.Argument(..., metavar="RUN", help="A run directory of a Transformer student."),
+           out: Path = typer.Option(..., "--out", "-o", help="The Hugging Face model folder to write."),
+           ) -> None:
+    """Write RUN's best Transformer student as a Hugging Face model folder (GPT-NeoX, with
+    a word-level tokenizer) that transformers.AutoModelForCausalLM loads, giving the same
+    log-probabilities.
+
+    \b
+    Example:
+      ngteach export runs/transformer-small-s0 --out hf-student
+      python -c "import transformers; transformers.AutoModelForCausalLM.from_pretrained('hf-student')"
+    """
+    from student.export import export_hf
+
+    say(f"exported {export_hf(run, out)} (GPT-NeoX)")
+
+
 def _scored(model: Path, text: str, discount_fallback: bool, device: str):
     """(log-probabilities, token ids, <unk> id) of ``text`` under a student run, a model
     directory's Kneser-Ney estimate or an ARPA file."""
@@ -330,6 +347,7 @@ def register(app: typer.Typer) -> None:
     app.command()(distill)
     app.command("eval")(evaluate)
     app.command()(generate)
+    app.command()(export)
     app.command()(compare)
     app.command()(experiment)
     app.command()(demo)

@@ -42,6 +42,9 @@ class StudentConfig:
     dropout_embedding: float = 0.3
     tie_weights: bool = True
     memory: int = 0  # Transformer-XL-like memory: tokens of the previous segment attended to
+    # A bias on the output logits. The LSTM keeps it; the Transformer has none, as GPT-NeoX
+    # has none, so that it exports exactly (student/export.py); runs saved before that have one.
+    decoder_bias: bool = True
 
 
 PRESETS: dict[tuple[str, str], StudentConfig] = {
@@ -49,10 +52,11 @@ PRESETS: dict[tuple[str, str], StudentConfig] = {
     ("lstm", "small"): StudentConfig("lstm", 1, 256, 256, window=35, dropout=0.3, dropout_embedding=0.3),
     ("lstm", "medium"): StudentConfig("lstm", 2, 650, 650, window=35, dropout=0.5, dropout_embedding=0.5),
     ("lstm", "large"): StudentConfig("lstm", 3, 1150, 400, window=70, dropout=0.4, dropout_embedding=0.4),
-    ("transformer", "tiny"): StudentConfig("transformer", 2, 64, 64, 2, 256, 64, 0.1, 0.1),
-    ("transformer", "small"): StudentConfig("transformer", 4, 256, 256, 4, 1024, 128, 0.2, 0.2),
-    ("transformer", "medium"): StudentConfig("transformer", 8, 512, 512, 8, 2048, 256, 0.2, 0.2),
-    ("transformer", "large"): StudentConfig("transformer", 16, 410, 410, 10, 2100, 150, 0.1, 0.1, memory=150),
+    ("transformer", "tiny"): StudentConfig("transformer", 2, 64, 64, 2, 256, 64, 0.1, 0.1, decoder_bias=False),
+    ("transformer", "small"): StudentConfig("transformer", 4, 256, 256, 4, 1024, 128, 0.2, 0.2, decoder_bias=False),
+    ("transformer", "medium"): StudentConfig("transformer", 8, 512, 512, 8, 2048, 256, 0.2, 0.2, decoder_bias=False),
+    ("transformer", "large"): StudentConfig("transformer", 16, 410, 410, 10, 2100, 150, 0.1, 0.1, memory=150,
+                                            decoder_bias=False),
 }
 
 
@@ -127,11 +131,12 @@ class TransformerStudent(nn.Module):
         self.drop_in = nn.Dropout(config.dropout_embedding)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.width)
-        self.decoder = nn.Linear(config.width, vocab_size)
+        self.decoder = nn.Linear(config.width, vocab_size, bias=config.decoder_bias)
         if config.tie_weights:
             self.decoder.weight = self.embed.weight
         nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.zeros_(self.decoder.bias)
+        if config.decoder_bias:
+            nn.init.zeros_(self.decoder.bias)
 
     def forward(self, tokens: Tensor, state=None):
         """logits [B, T, V], and the memory to pass with the next segment (None without)."""
