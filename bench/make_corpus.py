@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the repo's own package, whatever the installed copy looks like
+from corpora.files import temp_file  # noqa: E402
 from ngram_teacher import count_orders  # noqa: E402
 SOURCES = ["wikitext-2/valid.txt", "wikitext-2/test.txt", "tinyshakespeare/input.txt"]
 EOS = "<eos>"
@@ -110,9 +110,9 @@ def write_text(tokens: np.ndarray, words: list[str], out: Path, eos_id: int = 0)
     spaced[eos_id] = spaced[len(words) + eos_id] = "\n"
     next_is_eos = np.append(tokens[1:] == eos_id, True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    tmp = temp_file(out.parent, f".{out.name}.")  # a new file's usual permissions, not mkstemp's 0600
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             for start in range(0, len(tokens), WRITE_CHUNK):
                 stop = start + WRITE_CHUNK
                 pieces = spaced[tokens[start:stop] + len(words) * next_is_eos[start:stop]]

@@ -31,7 +31,7 @@ from corpora import NgteachError
 from corpora.files import read_json_object, temp_file, write_json, writing
 
 from . import kernels
-from .model import NgramModel, tokens_sha256
+from .model import NgramModel
 from .rank import check_min_order
 from .rankfile import COUNT_SCORES
 

@@ -82,8 +82,8 @@ def distill(
     eval_columns: int = typer.Option(10, help="Parts of an evaluation text read side by side, each from a fresh "
                                      "state."),
     seed: int = typer.Option(0, help="Random seed (same seed, same run, bit for bit on a CPU)."),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if there is one; bf16 "
-                                         "autocast on a GPU)."),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda if there is one)."),
+    precision: str = typer.Option("bf16", help="On a GPU: bf16 (autocast) or fp32; the CPU computes in fp32."),
     resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
     """Train a student language model from the teacher's ranks.

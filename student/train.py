@@ -114,6 +114,7 @@ class RunConfig:
     eval_columns: int = 10  # parts of an evaluation text read side by side
     seed: int = 0
     device: str | None = None  # cpu, cuda or cuda:N; None: cuda if there is one
+    precision: str = "bf16"  # on a GPU: bf16 autocast or plain fp32 (the CPU always computes in fp32)
     out: str = ""
 
     def __post_init__(self):
@@ -239,6 +240,9 @@ def _wrong_type(cls, values: dict) -> tuple[str, str, object] | None:
     return None
 
 
+PRECISIONS = ("bf16", "fp32")
+
+
 def check_config(config: RunConfig) -> None:
     for name in ("weight", "smoothing", "min_improvement", "valid_fraction", "lr", "weight_decay", "clip",
                  "max_time"):
@@ -248,6 +252,8 @@ def check_config(config: RunConfig) -> None:
         raise NgteachError(f"--seed must be between 0 and {2 ** 32 - 1}, not {config.seed}")
     if config.device is not None:
         check_device(config.device)
+    if config.precision not in PRECISIONS:
+        raise NgteachError(f"--precision must be one of {', '.join(PRECISIONS)}, not {config.precision!r}")
     if config.loss not in LOSSES:
         raise NgteachError(f"--loss must be one of {', '.join(LOSSES)}, not {config.loss!r}")
     if config.partition is not None and config.partition not in PARTITION_MODES:
@@ -641,7 +647,7 @@ def run(config: RunConfig, resume: bool = False, log: Callable[[str], None] = pr
 
 def _run(config: RunConfig, resume: bool, log: Callable[[str], None], progress) -> dict:
     check_config(config)
-    distributed = _Distributed(config.device)
+    distributed = _Distributed(config.device, config.precision)
     torch.manual_seed(config.seed + distributed.rank)
     np.random.seed(config.seed)
     random.seed(config.seed)
@@ -915,7 +921,8 @@ def _finish(config: RunConfig, data: RunData, model: nn.Module, state: dict, dev
 class _Distributed:
     """One process, or one of several started by torchrun (gloo on CPU, nccl on GPUs)."""
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, precision: str = "bf16"):
+        self.precision = precision
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.is_main = self.rank == 0
@@ -941,8 +948,10 @@ class _Distributed:
         return values
 
     def autocast(self):
-        """bf16 autocast on GPUs; plain float32 on the CPU (exact and repeatable)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        """bf16 autocast on GPUs unless fp32 was asked for; plain float32 on the CPU (exact and
+        repeatable)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.device.type == "cuda" and self.precision == "bf16")
 
     def close(self) -> None:
         if self.world > 1:
