@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -206,17 +206,19 @@ def build_model(
     if not 1 <= order <= MAX_ORDER:
         raise NgteachError(f"--order must be between 1 and {MAX_ORDER}, not {order}")
     corpus, out = check_corpus(corpus), Path(out)
-    _check_replaceable(out)
+    check_replaceable(out)
     tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
     text_sha256, text_bytes = corpus_digest(corpus)
     with writing(out, "the model directory"):
-        _write_model(tokenizer, tokens, order, out, on_order, {"path": source or str(corpus.resolve()),
-                                                               "sha256": text_sha256, "bytes": text_bytes})
+        write_model(tokenizer, tokens, count_orders(tokens, len(tokenizer.vocab), order), order, out, on_order,
+                    {"path": source or str(corpus.resolve()), "sha256": text_sha256, "bytes": text_bytes})
     return out
 
 
-def _write_model(tokenizer, tokens: np.ndarray, order: int, out: Path, on_order, corpus: dict) -> None:
-    """Count ``tokens`` and write the model directory aside, then put it in place of ``out``."""
+def write_model(tokenizer, tokens: np.ndarray, tables: Iterable[OrderTable], order: int, out: Path, on_order,
+                corpus: dict) -> None:
+    """Write a model directory of ``tokens`` and their count ``tables`` (orders 1..``order``,
+    lowest first) aside, then put it in place of ``out``."""
     vocab_size = len(tokenizer.vocab)
     work = temp_dir(out.parent, f".{out.name}.")
     try:
@@ -224,7 +226,7 @@ def _write_model(tokenizer, tokens: np.ndarray, order: int, out: Path, on_order,
         np.save(work / TOKENS, tokens)
         (work / COUNTS).mkdir()
         sizes = []
-        for m, table in enumerate(count_orders(tokens, vocab_size, order), start=1):
+        for m, table in enumerate(tables, start=1):
             for name in TABLE_ARRAYS:
                 np.save(work / COUNTS / f"{m}.{name}.npy", getattr(table, name))
             sizes.append(len(table))
@@ -251,7 +253,7 @@ def _write_model(tokenizer, tokens: np.ndarray, order: int, out: Path, on_order,
         raise
 
 
-def _check_replaceable(out: Path) -> None:
+def check_replaceable(out: Path) -> None:
     """Refuse to overwrite anything but a previous model, and a place we cannot write."""
     if out.exists() and not (out / META).is_file():
         raise NgteachError(f"{out}: exists and is not an ngteach model; remove it or choose another --out")

@@ -35,6 +35,7 @@ from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
 from ngram_teacher.cloze import ClozeTeacher
 from ngram_teacher.infini import build_index
+from ngram_teacher.merge import merge_models
 from ngram_teacher.teachers import (NGRAM_KINDS, CountTeacher, load_teacher, parse_teacher_spec, teacher_rows,
                                     write_ranks)
 
@@ -299,6 +300,30 @@ def _query_gap(model: NgramModel, context: str, k: int) -> None:
     for place, (word, order, count) in enumerate(zip(rows.ids[0], rows.orders[0], rows.scores[0]), start=1):
         if order:
             print(f"{place:>4}  {order:>5}  {count:>9,}  {model.vocab.tokens[word]}")
+
+
+@app.command()
+def merge(
+    shards: list[Path] = typer.Argument(..., metavar="MODEL...", help="Model directories of consecutive pieces of "
+                                        "one corpus, in corpus order."),
+    out: Path = typer.Option(..., "--out", "-o", help="The merged model directory to write."),
+) -> None:
+    """Merge model directories built from shards of one corpus (cut at line ends) into the
+    model that building the whole corpus gives.
+
+    \b
+    Examples:
+      split -n l/4 corpus.txt shard.        # four pieces, cut at line ends
+      for s in shard.*; do ngteach build $s -o $s.model; done   # one per machine
+      ngteach merge shard.*.model --out model
+    """
+    started = time.perf_counter()
+    with progress_bars() as bars:
+        merged = bars.add("merge", NgramModel(shards[0]).order if shards else 0, "orders")
+        merge_models(shards, out, on_order=lambda m: merged(1))
+    meta = NgramModel(out).meta
+    say(f"merged {len(shards)} shards into {out}: {meta['n_tokens']:,} tokens, vocabulary {meta['vocab_size']:,}, "
+        f"n-grams {' / '.join(f'{n:,}' for n in meta['ngrams'])} in {time.perf_counter() - started:.1f} s")
 
 
 @app.command()
