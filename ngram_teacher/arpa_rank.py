@@ -399,6 +399,33 @@ class ArpaTeacher:
         score += np.float32(0)
         return score
 
+    # ---- the whole distribution -------------------------------------------------------
+
+    def log_distribution(self, stream: np.ndarray, positions: np.ndarray, starts_sentence: bool = True) -> np.ndarray:
+        """The model's natural-log distribution over the vocabulary at each of ``positions``
+        of ``stream`` [n, V] float32, under the backoff above, renormalised over the
+        vocabulary (what falls on ARPA words outside it, ``<s>`` among them, is dropped;
+        every vocabulary word the model lacks gets ``<unk>``'s probability).
+
+        Built up from the unigrams: each level's n-grams overwrite, for their words, what
+        the shorter contexts gave, each with the backoffs of the contexts above it."""
+        positions = np.asarray(positions, np.int64)
+        wanted, where = np.unique(positions, return_inverse=True)
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(wanted, breaks) if len(run)]
+        rows = self._rows(stream, runs, starts_sentence)
+        dense = np.full((len(wanted), self.n_words), -np.inf, np.float32)
+        for j in range(self.order):
+            table, context = self.orders[j], rows.nodes[j]
+            has = np.flatnonzero(context != NONE)
+            lo, hi = table.offsets[context[has]], table.offsets[context[has] + 1]
+            row = np.repeat(has, hi - lo)
+            at = np.arange(len(row)) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo) + np.repeat(lo, hi - lo)
+            dense[row, table.candidate_words[at]] = self._score(table.candidate_ln[at], rows.above[j][row])
+        vocabulary = dense[:, self.model_to_arpa]
+        vocabulary -= np.logaddexp.reduce(vocabulary.astype(np.float64), axis=1, keepdims=True).astype(np.float32)
+        return vocabulary[where]
+
     # ---- the ranks header ---------------------------------------------------------------
 
     def describe(self, min_order: int = 1) -> dict:

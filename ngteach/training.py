@@ -29,7 +29,8 @@ def distill(
                                         "linear:EPOCHS or linear-tokens:TOKENS (down to 0 over that span), or "
                                         "plateau (0 from the first epoch validation does not improve)."),
     kl_tail: str = typer.Option("uniform", help="kl: the teacher's mass outside its top-k spread over the other "
-                                "words (uniform) or dropped, the top-k renormalised (renormalise)."),
+                                "words (uniform) or dropped, the top-k renormalised (renormalise); or the "
+                                "teacher's whole distribution (full: --teacher arpa:FILE)."),
     partition: Optional[str] = typer.Option(None, help="Rank partitions: order (backoff order), count (order and "
                                             "count; needs counts as scores), strict or none (default: what the "
                                             "teacher declares, order for counts, strict for ARPA and neural "

@@ -73,6 +73,7 @@ class TeacherRows:
     mask: Tensor  # [B, T, k] bool, True = real entry
     logprobs: Tensor | None  # [B, T, k] float32 teacher log-probabilities, if the file has them
     gt_first: bool  # entry 0 is the true token (whose Plackett-Luce term is the cross-entropy)
+    dense: Tensor | None = None  # [B, T, V] float32 the teacher's whole log-distribution (kl --kl-tail full)
 
 
 class FileRows:
@@ -115,6 +116,10 @@ class OnlineRows:
         rows = teacher_rows(self.teacher, self.stream, positions, self.k, self.gt_first)
         return rows.ids[:, :k], rows.orders[:, :k], rows.scores[:, :k]
 
+    def distribution(self, positions: np.ndarray) -> np.ndarray:
+        """The teacher's natural-log distribution over the vocabulary at ``positions`` [n, V]."""
+        return self.teacher.log_distribution(self.stream, positions)
+
     def check_rows(self, positions: int, vocab_size: int) -> None:
         """Nothing to check: the rows are made from the stream itself."""
 
@@ -134,8 +139,12 @@ class TeacherReader:
     """
 
     def __init__(self, source: FileRows | OnlineRows | RankFile, k: int | None = None, min_order: int = 1,
-                 partition: str | None = None):
+                 partition: str | None = None, dense: bool = False):
         source = FileRows(source) if isinstance(source, RankFile) else source
+        if dense and not (isinstance(source, OnlineRows) and hasattr(source.teacher, "log_distribution")):
+            raise NgteachError(f"{source.name}: --kl-tail full needs the teacher's whole distribution at every "
+                               "position, which only an ARPA teacher ranking each batch gives (--teacher arpa:FILE)")
+        self.dense = dense
         partition = partition or source.description.get("partition", "order")
         if partition not in PARTITION_MODES:
             raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
@@ -172,7 +181,8 @@ class TeacherReader:
         if self.has_logprobs:
             logprobs = torch.from_numpy(np.asarray(scores, dtype=np.float32)).reshape(shape)
         partitions = None if self.partition == "strict" else self._partitions(orders, scores).reshape(shape)
-        return TeacherRows(ids.reshape(shape), partitions, mask.reshape(shape), logprobs, self.gt_first)
+        dense = torch.from_numpy(self.source.distribution(flat)).reshape(*positions.shape, -1) if self.dense else None
+        return TeacherRows(ids.reshape(shape), partitions, mask.reshape(shape), logprobs, self.gt_first, dense)
 
     def _partitions(self, orders: Tensor, scores: np.ndarray | None) -> Tensor:
         if self.partition == "count":  # runs of one (order, count): orders fit in 8 bits

@@ -35,6 +35,7 @@ PLAN = "plan.json"
 COUNTED = ("count", "cloze")  # teachers of a model directory of their own order
 SOURCE = "source.json"  # in CORPUS/data: what the splits were made from
 TEACHER = "teacher.json"  # in CORPUS/teachers/NAME: what the teacher was made with
+ARPA = "model.arpa"  # in CORPUS/teachers/NAME of a kneser-ney teacher: its model
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,15 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
         for config in spec.configs:
             teacher = spec.teachers.get(config.teacher) if config.teacher else None
             model, ranks = teacher_files(out / corpus.name, teacher)
+            # the teacher's whole distribution is made batch by batch, from its ARPA file
+            online = {"teacher": f"arpa:{ranks.with_name(ARPA)}", "ranks": None} if config.options.get(
+                "kl_tail") == "full" else {}
             for seed in spec.seeds:
                 directory = out / corpus.name / "runs" / f"{config.name}-s{seed}"
                 options = {**spec.student, **config.options, "model": str(model), "ranks": ranks and str(ranks),
                            **({"train": str(data / "student.txt")} if corpus.train_share else {}),
                            "valid": str(data / "valid.txt"), "test": str(data / "test.txt"),
-                           "out": str(directory), "seed": seed}
+                           "out": str(directory), "seed": seed, **online}
                 runs.append(Run(corpus.name, config, seed, directory, options))
     return runs
 
@@ -269,7 +273,7 @@ def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> N
     from ngram_teacher.arpa import write_arpa
     from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
 
-    arpa = ranks.with_name("model.arpa")
+    arpa = ranks.with_name(ARPA)
     fallback = LMPLZ_FALLBACK if teacher.discount_fallback else None
     write_arpa(estimate_kneser_ney(model, teacher.order, fallback), arpa)
     write_ranks(load_teacher(f"arpa:{arpa}", model, teacher.k), model.tokenizer.encode_file(text), ranks, teacher.k,

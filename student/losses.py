@@ -107,7 +107,7 @@ def _partition_starts(ranks: Tensor, partitions: Tensor | None) -> Tensor:
     return torch.where(new, index, torch.zeros_like(index)).cummax(-1).values
 
 
-KL_TAILS = ("uniform", "renormalise")
+KL_TAILS = ("uniform", "renormalise", "full")  # full: the teacher's whole distribution (kl_full)
 
 
 def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature: float = 1.0,
@@ -124,8 +124,8 @@ def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, not {temperature}")
-    if tail not in KL_TAILS:
-        raise ValueError(f"tail must be one of {', '.join(KL_TAILS)}, not {tail!r}")
+    if tail not in ("uniform", "renormalise"):
+        raise ValueError(f"tail must be uniform or renormalise (full: kl_full), not {tail!r}")
     if mask is None:
         mask = torch.ones_like(ranks, dtype=torch.bool)
     ranks = torch.where(mask, ranks, torch.zeros_like(ranks))
@@ -148,6 +148,15 @@ def kl_topk(logits: Tensor, ranks: Tensor, teacher_logprobs: Tensor, temperature
     rest_terms = torch.where(log_p_rest > float("-inf"),
                              log_p_rest.exp() * (n_rest * log_p_rest - rest_log_q), 0)
     return (top_terms + rest_terms) * temperature**2
+
+
+def kl_full(logits: Tensor, teacher_logprobs: Tensor) -> Tensor:
+    """KL(teacher || student) from the teacher's whole natural-log distribution over the
+    vocabulary [..., V] (an N-gram model's, under its backoff: what KL distillation from an
+    N-gram model means)."""
+    log_q = _wide(logits).log_softmax(-1)
+    log_p = teacher_logprobs.to(log_q.dtype)
+    return torch.where(log_p > float("-inf"), log_p.exp() * (log_p - log_q), 0).sum(-1)
 
 
 # ---- the objectives of a run, by name ---------------------------------------------------------
@@ -198,9 +207,11 @@ def paper_pl(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms
 
 
 def kl(logits: Tensor, targets: Tensor, teacher: TeacherRows, terms: Terms) -> tuple[Tensor, Tensor]:
-    """``kl``: ``(1 - weight) x`` cross-entropy (smoothed) ``+ weight x`` KL(teacher top-k || student)."""
+    """``kl``: ``(1 - weight) x`` cross-entropy (smoothed) ``+ weight x`` KL(teacher || student),
+    the teacher known by its top-k and ``terms.kl_tail``, or whole (``full``)."""
     ce = _cross_entropy(logits, targets)
-    divergence = kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, terms.kl_tail)
+    divergence = (kl_full(logits, teacher.dense) if terms.kl_tail == "full" else
+                  kl_topk(logits, teacher.ranks, teacher.logprobs, 1.0, teacher.mask, terms.kl_tail))
     smooth = smoothed(ce, logits, targets, _smoothing(terms, teacher))
     return (1 - terms.weight) * smooth + terms.weight * divergence, ce
 

@@ -266,6 +266,9 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
             what = "kl" if loss == "kl" else 'smoothing = "teacher"'
             raise bad(f"[losses.{name}] {what} needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")
+        if config.kl_tail == "full" and teachers[teacher].kind != "kneser-ney":
+            raise bad(f"[losses.{name}] kl_tail = \"full\" needs a kneser-ney teacher (its ARPA file ranks each "
+                      f"batch); {teacher!r} is {teachers[teacher].kind}")
         if config.k is not None and config.k > teachers[teacher].k:
             raise bad(f"[losses.{name}] k = {config.k} is more than the k = {teachers[teacher].k} "
                       f"of teacher {teacher!r}")

@@ -318,7 +318,8 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
     notes = []
     teacher = None
     if config.loss in TEACHER_LOSSES:
-        teacher = TeacherReader(teacher_source(config, model, tokens), config.k, config.min_order, config.partition)
+        teacher = TeacherReader(teacher_source(config, model, tokens), config.k, config.min_order, config.partition,
+                                dense=config.kl_tail == "full")
         teacher.check_rows(len(stream), len(model.vocab))
         name = teacher.source.name
         if config.loss == "pl" and not teacher.gt_first:

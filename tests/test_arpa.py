@@ -328,6 +328,27 @@ def test_ranks_equal_kenlm_scoring_every_word(tmp_path, seed, order, n_words, k,
     assert_rows(*got, reference_rows(lm, tokens, stream, k, gt_first, min_order), k, 99_999)
 
 
+@pytest.mark.parametrize("seed, order, n_words, n_unknown", [(0, 2, 6, 0), (3, 4, 12, 3), (6, 3, 25, 1)])
+def test_the_whole_distribution_is_kenlms_scoring_every_word(tmp_path, seed, order, n_words, n_unknown):
+    rng = np.random.default_rng(seed)
+    tables = random_tables(rng, n_words, order, 3 * n_words)
+    write_arpa(tables, tmp_path / "m.arpa")
+    lm = kenlm.Model(str(tmp_path / "m.arpa"))
+    # two ARPA words outside the vocabulary (their mass is dropped), unknown words at <unk>'s probability
+    tokens = ["<eos>", "<unk>"] + list(tables.words[5:]) + [f"new{i}" for i in range(n_unknown)]
+    teacher = ArpaTeacher(read_arpa(tmp_path / "m.arpa"), Vocabulary(tokens), 4)
+    stream = rng.integers(0, len(tokens), 30).tolist()
+    positions = np.array([3, 0, 17, 3, 29, 28])  # any order, repeats allowed
+    got = teacher.log_distribution(np.array(stream, np.uint32), positions)
+    sentence, expected = [], []
+    for token in stream:
+        scored = sorted(kenlm_ranking(lm, tokens, sentence, True), key=lambda entry: entry[1])
+        logp = np.array([entry[0] for entry in scored], np.float64)
+        expected.append(logp - np.logaddexp.reduce(logp))
+        sentence = [] if tokens[token] == "<eos>" else sentence + [tokens[token]]
+    np.testing.assert_allclose(got, np.array(expected)[positions], atol=2e-5)
+
+
 def test_blocks_and_chunks_join_up(tmp_path, monkeypatch):
     """Blocks of 3 positions (contexts reach across them) and levels read one candidate
     at a time, then 2, 4, ..."""

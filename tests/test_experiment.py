@@ -691,3 +691,14 @@ def test_missing_or_broken_spec_gives_one_line(tmp_path):
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "TOML" in result.stderr
     with pytest.raises(NgteachError):
         load_spec(tmp_path / "none.toml")
+
+
+def test_kl_from_the_whole_distribution_ranks_each_batch_from_the_kneser_ney_arpa_file(tmp_path):
+    full = SPEC.replace('[losses.kl]\nloss = "kl"', '[losses.kl]\nloss = "kl"\nkl_tail = "full"')
+    runs = {run.name: run for run in plan_runs(parse_spec(tomllib.loads(full), tmp_path), tmp_path / "out")}
+    args = runs["docs/kl@kn2-s0"].args
+    assert args[args.index("--teacher") + 1] == f"arpa:{tmp_path / 'out/docs/teachers/kn2/model.arpa'}"
+    assert "--ranks" not in args and "--kl-tail" in args
+    assert "--teacher" not in runs["docs/rank@kn2-s0"].args  # the other losses read the ranks file
+    with pytest.raises(NgteachError, match='kl_tail = "full" needs a kneser-ney teacher .* \'ba\' is born-again'):
+        parse_spec(tomllib.loads(full + BORN_AGAIN), tmp_path)

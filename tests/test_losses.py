@@ -268,3 +268,20 @@ def test_every_objective_is_found_by_name_with_one_signature():
         torch.testing.assert_close(ce, plain)
         # at weight 0 (and no smoothing) each is cross-entropy, pl averaged over its 4 entries
         torch.testing.assert_close(value, plain / 4 if name == "pl" else plain)
+
+
+def test_kl_full_is_the_kl_of_the_whole_distributions_by_a_loop():
+    from student.losses import kl_full
+
+    torch.manual_seed(3)
+    logits = torch.randn(2, 3, 7, dtype=torch.float64)
+    teacher = torch.randn(2, 3, 7, dtype=torch.float64).log_softmax(-1)
+    teacher[0, 1, 2] = float("-inf")  # a word the teacher gives nothing: no term
+    teacher[0, 1] = teacher[0, 1].log_softmax(-1)
+    got = kl_full(logits, teacher)
+    for b in range(2):
+        for t in range(3):
+            q = torch.softmax(logits[b, t], -1).tolist()
+            p = teacher[b, t].exp().tolist()
+            expected = sum(pv * (math.log(pv) - math.log(qv)) for pv, qv in zip(p, q) if pv > 0)
+            assert got[b, t].item() == pytest.approx(expected, rel=1e-12)

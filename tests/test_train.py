@@ -679,3 +679,39 @@ def test_device_choices():
     missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, whatever this machine has
     with pytest.raises(NgteachError, match=f"--device {missing}: there is no such CUDA device here"):
         train.torch_device(missing)
+
+
+@pytest.mark.slow
+def test_kl_from_the_whole_kneser_ney_distribution(teacher, tmp_path):
+    """--kl-tail full: the loss is (1 - w) ce + w KL of the ARPA teacher's whole
+    distribution at each position; it learns, and is refused without an ARPA teacher."""
+    from ngram_teacher.arpa import write_arpa
+    from ngram_teacher.arpa_rank import load_teacher
+    from ngram_teacher.kneser_ney import estimate_kneser_ney
+    from student.data import OnlineRows
+    from student.losses import kl_full
+
+    model = NgramModel(teacher / "ngteach-model")
+    write_arpa(estimate_kneser_ney(model, 3), tmp_path / "kn.arpa")
+    arpa = load_teacher(tmp_path / "kn.arpa", model, 8)
+    reader = TeacherReader(OnlineRows(arpa, model.tokens(), 8, "arpa"), dense=True)
+    positions = torch.tensor([[5, 6, 7], [100, 101, 102]])
+    rows = reader.rows(positions)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, len(model.vocab))
+    targets = torch.from_numpy(np.asarray(model.tokens()[positions.numpy()], np.int64))
+    loss, ce = objective(RunConfig(loss="kl", weight=0.5, kl_tail="full"), logits, targets, rows)
+    dense = torch.from_numpy(arpa.log_distribution(model.tokens(), positions.reshape(-1).numpy())).reshape(2, 3, -1)
+    assert torch.allclose(loss, 0.5 * ce + 0.5 * kl_full(logits, dense))
+    result = subprocess.run([*COMMAND, "distill", "--size", "tiny", "--epochs", "2", "--loss", "kl", "--kl-tail",
+                             "full", "--teacher", f"arpa:{tmp_path / 'kn.arpa'}", "--model",
+                             str(teacher / "ngteach-model"), "--test", str(teacher / "test.txt"), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[1]["valid_ppl"] < metrics[0]["valid_ppl"] < len(model.vocab)  # it learns
+    result = subprocess.run([*COMMAND, "distill", "--loss", "kl", "--kl-tail", "full", "--model",
+                             str(teacher / "ngteach-model"), "--ranks", str(teacher / "ranks.bin"), "--out",
+                             str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 1 and "--kl-tail full needs the teacher's whole distribution" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
