@@ -414,8 +414,10 @@ class ArpaTeacher:
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
         runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(wanted, breaks) if len(run)]
         rows = self._rows(stream, runs, starts_sentence)
+        unigrams = self.orders[0]  # one context, the empty one: the same row for every position
         dense = np.full((len(wanted), self.n_words), -np.inf, np.float32)
-        for j in range(self.order):
+        dense[:, unigrams.candidate_words] = self._score(unigrams.candidate_ln[None, :], rows.above[0][:, None])
+        for j in range(1, self.order):
             table, context = self.orders[j], rows.nodes[j]
             has = np.flatnonzero(context != NONE)
             lo, hi = table.offsets[context[has]], table.offsets[context[has] + 1]
@@ -423,7 +425,9 @@ class ArpaTeacher:
             at = np.arange(len(row)) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo) + np.repeat(lo, hi - lo)
             dense[row, table.candidate_words[at]] = self._score(table.candidate_ln[at], rows.above[j][row])
         vocabulary = dense[:, self.model_to_arpa]
-        vocabulary -= np.logaddexp.reduce(vocabulary.astype(np.float64), axis=1, keepdims=True).astype(np.float32)
+        top = vocabulary.max(axis=1, keepdims=True)
+        vocabulary -= top + np.log(np.exp(vocabulary - top).sum(axis=1, keepdims=True, dtype=np.float64)).astype(
+            np.float32)
         return vocabulary[where]
 
     # ---- the ranks header ---------------------------------------------------------------
