@@ -46,7 +46,7 @@ from corpora.vocab import Vocabulary
 
 from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables, read_arpa
 from .model import NgramModel, file_sha256
-from .rank import check_k, check_min_order
+from .rank import check_k, check_min_order, position_runs
 from .rankfile import LOGPROB_SCORES
 
 NONE = -1
@@ -378,17 +378,34 @@ class ArpaTeacher:
         return keys
 
     def _truth(self, rows: _Rows, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Order and score of each position's own token: from the deepest context that
-        has it (every word has a 1-gram, so there is one)."""
-        word = self.model_to_arpa[truth]
-        order = np.zeros(len(truth), np.int64)
-        score = np.zeros(len(truth), np.float32)
+        """Order and score of each position's own token."""
+        order, score = self._word_scores(rows, truth[:, None])
+        return order[:, 0], score[:, 0]
+
+    def _word_scores(self, rows: _Rows, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Order and score [n, m] of the vocabulary words ``words`` [n, m] at each row's
+        position: from the deepest context that has the word (every word has a 1-gram, so
+        there is one)."""
+        n, m = words.shape
+        word = self.model_to_arpa[words].ravel()
+        order = np.zeros(n * m, np.int64)
+        score = np.zeros(n * m, np.float32)
         for j in range(self.order - 1, -1, -1):
-            node = self._child(j + 1, rows.nodes[j], word)
+            node = self._child(j + 1, np.repeat(rows.nodes[j], m), word)
             new = (order == 0) & (node != NONE)
             order[new] = j + 1
-            score[new] = self._score(self.orders[j].ln_prob[node[new]], rows.above[j][new])
-        return order, score
+            score[new] = self._score(self.orders[j].ln_prob[node[new]], np.repeat(rows.above[j], m)[new])
+        return order.reshape(n, m), score.reshape(n, m)
+
+    def word_logprobs(self, stream: np.ndarray, positions: np.ndarray, words: np.ndarray,
+                      starts_sentence: bool = True) -> np.ndarray:
+        """The natural-log probability [n, m] float32 of the vocabulary words ``words``
+        [n, m] at ``positions`` [n] of ``stream`` (any order, repeats allowed)."""
+        positions = np.asarray(positions, np.int64)
+        wanted, where = np.unique(positions, return_inverse=True)
+        rows = self._rows(stream, position_runs(wanted), starts_sentence)
+        rows = _Rows([nodes[where] for nodes in rows.nodes], [above[where] for above in rows.above])
+        return self._word_scores(rows, np.asarray(words, np.int64))[1]
 
     @staticmethod
     def _score(ln_prob: np.ndarray, above: np.ndarray) -> np.ndarray:
@@ -411,9 +428,7 @@ class ArpaTeacher:
         the shorter contexts gave, each with the backoffs of the contexts above it."""
         positions = np.asarray(positions, np.int64)
         wanted, where = np.unique(positions, return_inverse=True)
-        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-        runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(wanted, breaks) if len(run)]
-        rows = self._rows(stream, runs, starts_sentence)
+        rows = self._rows(stream, position_runs(wanted), starts_sentence)
         unigrams = self.orders[0]  # one context, the empty one: the same row for every position
         dense = np.full((len(wanted), self.n_words), -np.inf, np.float32)
         dense[:, unigrams.candidate_words] = self._score(unigrams.candidate_ln[None, :], rows.above[0][:, None])

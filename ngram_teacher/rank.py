@@ -55,6 +55,12 @@ def rank_into(
                 on_rows(done)
 
 
+def position_runs(positions: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of consecutive positions in ``positions`` (sorted, distinct)."""
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    return [(int(run[0]), int(run[-1]) + 1) for run in np.split(positions, breaks) if len(run)]
+
+
 @dataclass
 class Candidate:
     word: str

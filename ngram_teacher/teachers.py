@@ -36,7 +36,7 @@ from .arpa_rank import load_teacher as load_arpa
 from .cloze import ClozeTeacher
 from .infini import InfiniTeacher
 from .model import NgramModel, tokens_sha256
-from .rank import check_k, check_min_order, rank_into
+from .rank import check_k, check_min_order, position_runs, rank_into
 from .rankfile import COUNT_SCORES, FORMAT_VERSION, id_dtype_for, write_rank_file
 
 PARTITIONS = ("order", "strict")
@@ -222,9 +222,6 @@ def teacher_rows(teacher: Teacher, stream: np.ndarray, positions: np.ndarray, k:
     ids = np.empty((len(wanted), k), id_dtype)
     orders = np.empty((len(wanted), k), np.uint8)
     scores = np.empty((len(wanted), k), np.dtype(teacher.scores["dtype"]))
-    breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-    runs = [(int(wanted[first]), int(wanted[last - 1]) + 1)
-            for first, last in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(wanted)])))]
-    teacher.rank_runs(stream, runs, ids, orders, scores, gt_first, pad_id, min_order)
+    teacher.rank_runs(stream, position_runs(wanted), ids, orders, scores, gt_first, pad_id, min_order)
     where = np.searchsorted(wanted, np.asarray(positions, np.int64))
     return Rows(ids[where], orders[where], scores[where])

@@ -145,6 +145,7 @@ class TeacherReader:
             raise NgteachError(f"{source.name}: --kl-tail full needs the teacher's whole distribution at every "
                                "position, which only an ARPA teacher ranking each batch gives (--teacher arpa:FILE)")
         self.dense = dense
+        self.scorer = None  # (positions, ids) -> natural-log probabilities, for rows without them
         partition = partition or source.description.get("partition", "order")
         if partition not in PARTITION_MODES:
             raise NgteachError(f"--partition must be one of {', '.join(PARTITION_MODES)}, not {partition!r}")
@@ -168,6 +169,11 @@ class TeacherReader:
     def check_rows(self, positions: int, vocab_size: int) -> None:
         self.source.check_rows(positions, vocab_size)
 
+    def score_entries(self, scorer) -> None:
+        """Give the rows log-probabilities from ``scorer(positions [n], ids [n, k])`` (a
+        count teacher's entries under the Kneser-Ney model of its counts)."""
+        self.scorer, self.has_logprobs = scorer, True
+
     def rows(self, positions: Tensor) -> TeacherRows:
         flat = positions.reshape(-1).numpy()
         ids, orders, scores = self.source.read(flat, self.k)
@@ -178,7 +184,10 @@ class TeacherReader:
         ids = torch.where(mask, ids, torch.zeros_like(ids))
         shape = (*positions.shape, self.k)
         logprobs = None
-        if self.has_logprobs:
+        if self.scorer is not None:
+            scored = torch.from_numpy(self.scorer(flat, ids.numpy())).reshape(shape)
+            logprobs = scored.masked_fill(~mask.reshape(shape), float("-inf"))
+        elif self.has_logprobs:
             logprobs = torch.from_numpy(np.asarray(scores, dtype=np.float32)).reshape(shape)
         partitions = None if self.partition == "strict" else self._partitions(orders, scores).reshape(shape)
         dense = torch.from_numpy(self.source.distribution(flat)).reshape(*positions.shape, -1) if self.dense else None

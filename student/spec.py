@@ -254,15 +254,19 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
         return [Config(name, loss, None, options)]
     from .losses import TEACHER_SMOOTHING
 
-    needs_logprobs = loss == "kl" or config.smoothing == TEACHER_SMOOTHING
-    usable = [t for t in teachers.values() if not needs_logprobs or t.has_logprobs]
+    teacher_smoothing = config.smoothing == TEACHER_SMOOTHING
+
+    def fits(t: TeacherSpec) -> bool:  # a count teacher's entries get its Kneser-Ney model's probabilities
+        return (loss != "kl" or t.has_logprobs) and (not teacher_smoothing or t.has_logprobs or t.kind == "count")
+
+    usable = [t for t in teachers.values() if fits(t)]
     chosen = table.get("teachers", [t.name for t in usable])
     if not (isinstance(chosen, list) and all(isinstance(t, str) for t in chosen) and len(set(chosen)) == len(chosen)):
         raise bad(f"[losses.{name}] teachers must be a list of teacher names without repeats, not {chosen!r}")
     for teacher in chosen:
         if teacher not in teachers:
             raise bad(f"[losses.{name}] names teacher {teacher!r}, which no [teachers.{teacher}] defines")
-        if needs_logprobs and not teachers[teacher].has_logprobs:
+        if not fits(teachers[teacher]):
             what = "kl" if loss == "kl" else 'smoothing = "teacher"'
             raise bad(f"[losses.{name}] {what} needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")

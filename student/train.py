@@ -34,6 +34,7 @@ import random
 import shutil
 import time
 import typing
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -325,13 +326,11 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
         if config.loss == "pl" and not teacher.gt_first:
             raise NgteachError(f"{name}: --loss pl ranks the true word first, and this ranks file was made "
                                "without it (--no-gt-first)")
-        if config.smoothing == TEACHER_SMOOTHING and not teacher.has_logprobs:
-            raise NgteachError(f"{name}: --smoothing teacher needs the teacher's log-probabilities (a Kneser-Ney, "
-                               "ARPA or neural teacher's, in a ranks file made with --scores); this one has "
-                               + json.dumps(teacher.source.scores))
         if config.loss == "kl" and not teacher.has_logprobs:
             raise NgteachError(f"{name}: --loss kl needs teacher log-probabilities in the ranks file "
                                "(scores of kind 'logprob'); this one has " + json.dumps(teacher.source.scores))
+        if config.smoothing == TEACHER_SMOOTHING and not teacher.has_logprobs:
+            teacher.score_entries(kneser_ney_scorer(config, model, tokens, teacher))
     if config.valid is None:
         cut = int(len(stream) * (1 - config.valid_fraction))
         train, valid, before = stream[:cut], stream[cut:], int(stream[cut - 1])
@@ -344,6 +343,30 @@ def load_data(config: RunConfig, resume: bool = False) -> RunData:
         raise NgteachError("the validation text is empty")
     return RunData(train, valid, before, test, teacher, len(model.vocab), model.meta["vocab_sha256"],
                    model.vocab.eos_id, model.vocab.unk_id, notes)
+
+
+def kneser_ney_scorer(config: RunConfig, model: NgramModel, tokens: np.ndarray, teacher: TeacherReader):
+    """For ``--smoothing teacher`` with a count teacher: the probabilities of its entries
+    under the Kneser-Ney model of the same counts (what its leftover mass is taken from)."""
+    from ngram_teacher import ArpaTeacher
+    from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
+    from ngram_teacher.teachers import parse_teacher_spec
+
+    name, description = teacher.source.name, teacher.source.description
+    if description.get("kind") != "count-ngram":
+        raise NgteachError(f"{name}: --smoothing teacher needs the teacher's log-probabilities (a Kneser-Ney, "
+                           "ARPA or neural teacher's, in a ranks file made with --scores, or a count teacher's "
+                           "model directory); this one has " + json.dumps(teacher.source.scores))
+    counts = NgramModel(parse_teacher_spec(config.teacher)[1]) if config.teacher else model
+    if (counts.meta["tokens_sha256"], counts.order) != (description["model_tokens_sha256"], description["order"]):
+        raise NgteachError(f"{name}: --smoothing teacher takes a count teacher's leftover mass from the Kneser-Ney "
+                           f"model of its counts, and {counts.directory} is not its model directory (give that "
+                           "as --model, or train with --teacher count:DIR)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fallback discounts where a small corpus allows none, as lmplz's
+        tables = estimate_kneser_ney(counts, counts.order, LMPLZ_FALLBACK)
+    kneser_ney = ArpaTeacher(tables, model.vocab, teacher.k, model=model)
+    return lambda positions, ids: kneser_ney.word_logprobs(tokens, positions, ids)
 
 
 def teacher_source(config: RunConfig, model: NgramModel, tokens: np.ndarray) -> FileRows | OnlineRows:

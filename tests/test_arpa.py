@@ -329,7 +329,7 @@ def test_ranks_equal_kenlm_scoring_every_word(tmp_path, seed, order, n_words, k,
 
 
 @pytest.mark.parametrize("seed, order, n_words, n_unknown", [(0, 2, 6, 0), (3, 4, 12, 3), (6, 3, 25, 1)])
-def test_the_whole_distribution_is_kenlms_scoring_every_word(tmp_path, seed, order, n_words, n_unknown):
+def test_the_whole_distribution_and_word_probabilities_are_kenlms(tmp_path, seed, order, n_words, n_unknown):
     rng = np.random.default_rng(seed)
     tables = random_tables(rng, n_words, order, 3 * n_words)
     write_arpa(tables, tmp_path / "m.arpa")
@@ -340,13 +340,17 @@ def test_the_whole_distribution_is_kenlms_scoring_every_word(tmp_path, seed, ord
     stream = rng.integers(0, len(tokens), 30).tolist()
     positions = np.array([3, 0, 17, 3, 29, 28])  # any order, repeats allowed
     got = teacher.log_distribution(np.array(stream, np.uint32), positions)
-    sentence, expected = [], []
+    words = rng.integers(0, len(tokens), (len(positions), 5))
+    some = teacher.word_logprobs(np.array(stream, np.uint32), positions, words)
+    sentence, scores = [], []
     for token in stream:
         scored = sorted(kenlm_ranking(lm, tokens, sentence, True), key=lambda entry: entry[1])
-        logp = np.array([entry[0] for entry in scored], np.float64)
-        expected.append(logp - np.logaddexp.reduce(logp))
+        scores.append(np.array([entry[0] for entry in scored], np.float64))
         sentence = [] if tokens[token] == "<eos>" else sentence + [tokens[token]]
-    np.testing.assert_allclose(got, np.array(expected)[positions], atol=2e-5)
+    scores = np.array(scores)[positions]
+    np.testing.assert_allclose(got, scores - np.logaddexp.reduce(scores, axis=1, keepdims=True), atol=2e-5)
+    # and a few words' own probabilities, not renormalised
+    np.testing.assert_allclose(some, np.take_along_axis(scores, words, axis=1), atol=2e-5)
 
 
 def test_blocks_and_chunks_join_up(tmp_path, monkeypatch):

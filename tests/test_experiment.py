@@ -492,8 +492,8 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),
     (("discount_fallback = true", "discount_fallback = \"yes\""), "discount_fallback must be true or false"),
-    (("weight = 0.1", "weight = 0.1\nsmoothing = \"teacher\"\nteachers = [\"count2\"]"),
-     "smoothing = \"teacher\" needs a teacher with log-probabilities; 'count2' \\(count\\) has none"),
+    (("weight = 0.1", "weight = 0.1\nsmoothing = \"teacher\"\nteachers = [\"cl\"]\n\n[teachers.cl]\nkind = "
+      "\"cloze\"\norder = 2"), "smoothing = \"teacher\" needs a teacher with log-probabilities; 'cl' \\(cloze\\) has none"),
     (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),
     (("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 1.0"), "train_share must be between 0 and 1"),
     (("baseline = \"ce\"", "baseline = \"ce\"\ncompare = [\"nope\"]"), "compare must be a list of the configurations"),

@@ -638,12 +638,34 @@ def test_teacher_smoothing_is_each_positions_leftover_mass(teacher, tmp_path):
     for b, t in np.ndindex(2, 3):
         expected = F.cross_entropy(logits[b, t], targets[b, t], label_smoothing=leftover[b][t])
         assert float(loss[b, t]) == pytest.approx(float(expected), rel=1e-5)
-    # from the command line too, and refused for a teacher without log-probabilities
+    # a count teacher's entries get the probabilities of the Kneser-Ney model of its counts
+    from ngram_teacher import ArpaTeacher, load_teacher
+    from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
+    from student.data import FileRows
+
+    reader = TeacherReader(RankFile(teacher / "ranks.bin"))
+    reader.score_entries(train.kneser_ney_scorer(RunConfig(model_dir=str(teacher / "ngteach-model")), model,
+                                                 model.tokens(), reader))
+    scored = reader.rows(positions)
+    kneser_ney = ArpaTeacher(estimate_kneser_ney(model, 4, LMPLZ_FALLBACK), model.vocab, 8)
+    unscored = TeacherReader(FileRows(RankFile(teacher / "ranks.bin"))).rows(positions)
+    for b, t in np.ndindex(2, 3):
+        position = int(positions[b, t])
+        expected = kneser_ney.word_logprobs(model.tokens(), [position], unscored.ranks[b, t][None].numpy())[0]
+        real = unscored.mask[b, t].numpy()
+        assert np.allclose(scored.logprobs[b, t].numpy()[real], expected[real])
+        assert (scored.logprobs[b, t].numpy()[~real] == -np.inf).all()
+    # from the command line too, and refused for a teacher with neither log-probabilities nor counts
     result = subprocess.run([*COMMAND, "distill", "--size", "tiny", "--epochs", "1", "--max-tokens", "500",
                              "--smoothing", "teacher", "--model", str(teacher / "ngteach-model"), "--ranks",
                              str(teacher / "ranks.bin"), "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    write_ranks(load_teacher(f"cloze:{teacher / 'ngteach-model'}", model, 8), model.tokens(), tmp_path / "cloze.bin", 8)
+    result = subprocess.run([*COMMAND, "distill", "--size", "tiny", "--epochs", "1", "--max-tokens", "500",
+                             "--smoothing", "teacher", "--model", str(teacher / "ngteach-model"), "--ranks",
+                             str(tmp_path / "cloze.bin"), "--out", str(tmp_path / "c")], capture_output=True, text=True)
     assert result.returncode == 1 and "--smoothing teacher needs the teacher's log-probabilities" in result.stderr
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "c").exists()
     for bad, says in (("lots", "--smoothing must be a number or teacher, not 'lots'"), ("1.5", "--smoothing 1.5 needs")):
         result = subprocess.run([*COMMAND, "distill", "--smoothing", bad, "--out", str(tmp_path / "r")],
                                 capture_output=True, text=True)
