@@ -3,6 +3,7 @@
     python bench/compare_lmplz.py /path/to/lmplz                     # WikiText-2 valid, first 2000 lines, order 4
     python bench/compare_lmplz.py /path/to/lmplz --lines 0 --order 5 \
         --corpus ../shared/corpora/tinyshakespeare/input.txt
+    python bench/compare_lmplz.py /path/to/lmplz --prune 0 1 2      # lmplz --prune 0 1 2 and arpa --prune
 
 The first ``--lines`` lines of the corpus are written to a temporary file, with one change:
 lmplz refuses the word ``<unk>`` in its input (or, with --skip_symbols, drops it), while
@@ -81,6 +82,7 @@ def main() -> int:
     parser.add_argument("--discount-fallback", action="store_true", help="pass --discount_fallback to both")
     parser.add_argument("--unk-as", default="UNKWORD", help="what <unk> tokens are renamed to")
     parser.add_argument("--memory", default="1G", help="lmplz -S (its default takes 80%% of the RAM)")
+    parser.add_argument("--prune", type=int, nargs="+", help="pruning thresholds, given to both")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--keep", type=Path, help="keep the text and both ARPA files in this folder")
     args = parser.parse_args()
@@ -97,10 +99,12 @@ def main() -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             tables = estimate_kneser_ney(NgramModel(work / "model"),
-                                         discount_fallback=LMPLZ_FALLBACK if args.discount_fallback else None)
+                                         discount_fallback=LMPLZ_FALLBACK if args.discount_fallback else None,
+                                         prune=args.prune)
         write_arpa(tables, ours)
         command = [str(args.lmplz), "-o", str(args.order), "-S", args.memory, "-T", str(work)]
         command += ["--discount_fallback"] if args.discount_fallback else []
+        command += ["--prune", *map(str, args.prune)] if args.prune else []
         with open(text, "rb") as stdin, open(theirs, "wb") as stdout:
             done = subprocess.run(command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
         if done.returncode != 0:

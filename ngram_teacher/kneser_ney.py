@@ -24,6 +24,13 @@ stages follow lmplz's builder pipeline (lm/builder in the KenLM sources):
 5. **backoffs** (interpolate.cc): an n-gram that is the context of longer n-grams gets
    ``gamma`` of that context as its backoff weight; any other gets 1 (log10 0).
 
+**Pruning** (lmplz's ``--prune t1 t2 ...``; adjust_counts.cc, initial_probabilities.cc): an
+m-gram whose raw count is at most t_m is left out of the model (thresholds non-decreasing,
+the last one for the orders above; ``<unk>``, ``<s>`` and ``</s>`` are never pruned), so
+every kept n-gram's context and suffix are kept too. The discounts are still estimated
+from every n-gram, and a pruned n-gram's whole adjusted count goes to its context's
+``gamma`` (the mass the model then gives through the lower orders).
+
 The model's words are those of the corpus plus ``<unk>``, ``<s>`` and ``</s>``; vocabulary
 entries the corpus never has are left out, as lmplz never sees them. One extension: lmplz
 refuses ``<unk>`` in its input (or drops it, with ``--skip_symbols``), while here a corpus
@@ -78,7 +85,7 @@ class _Level:
 
 def estimate_kneser_ney(model, order: int | None = None,
                         discount_fallback: Sequence[float] | None = None,
-                        progress: Progress | None = None) -> ArpaTables:
+                        progress: Progress | None = None, prune: Sequence[int] | None = None) -> ArpaTables:
     """An interpolated modified Kneser-Ney model of a built model directory's training corpus,
     as ``lmplz -o ORDER`` estimates it (see the module docstring), ready for :func:`write_arpa`.
 
@@ -89,16 +96,16 @@ def estimate_kneser_ney(model, order: int | None = None,
     estimated, with a :class:`DiscountFallbackWarning`; without it that is an
     :class:`NgteachError`. ``progress(stage)`` is called as each stage ends, ORDER + 2 times:
     ``"count"``, ``"adjust"``, ``"discounts"``, then ``"probabilities of the m-grams"`` for
-    m = 2..ORDER.
+    m = 2..ORDER. ``prune``: lmplz's ``--prune`` thresholds (see the module docstring).
     """
     vocab = model.vocab
     return kneser_ney(model.tokens(), vocab.tokens, vocab.eos_id, vocab.unk_id, order or model.order,
-                      discount_fallback, progress)
+                      discount_fallback, progress, prune)
 
 
 def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: int, order: int,
                discount_fallback: Sequence[float] | None = None,
-               progress: Progress | None = None) -> ArpaTables:
+               progress: Progress | None = None, prune: Sequence[int] | None = None) -> ArpaTables:
     """:func:`estimate_kneser_ney` from a token stream (uint32 ids into ``vocab``, ``eos_id``
     ending every line)."""
     progress = progress or (lambda stage: None)
@@ -107,17 +114,23 @@ def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: in
     if eos_id == unk_id:
         raise NgteachError("the vocabulary has no <eos> token to end sentences")
     fallback = _checked_fallback(discount_fallback)
+    thresholds = prune_thresholds(prune, order)
     bos_id = len(vocab)  # one id past the vocabulary
     stream = sentence_stream(tokens, eos_id, bos_id)
     levels = count_sentence_ngrams(stream, bos_id + 1, bos_id, order)
     del stream
     progress("count")
     adjusted = adjust_counts(levels, bos_id)
-    words, word_ids, arpa_ids = arpa_vocabulary(vocab, adjusted[0] > 0, eos_id, unk_id, bos_id)
+    kept = [level.counts > threshold for level, threshold in zip(levels, thresholds)]
+    specials = [unk_id, bos_id, eos_id]
+    kept[0][specials] = True
+    # the uniform distribution is over the words before pruning (<s> left out), as lmplz's
+    n_uniform = len(specials) - 1 + int(np.count_nonzero(np.delete(adjusted[0] > 0, specials)))
+    words, word_ids, arpa_ids = arpa_vocabulary(vocab, (adjusted[0] > 0) & kept[0], eos_id, unk_id, bos_id)
     progress("adjust")
     discounts = [discounts_of_order(m, a, fallback) for m, a in enumerate(adjusted, start=1)]
     progress("discounts")
-    orders = interpolate(levels, adjusted, discounts, arpa_ids, len(words) - 1, progress)
+    orders = interpolate(levels, adjusted, discounts, kept, arpa_ids, n_uniform, progress)
     return ArpaTables(words, [_model_unigrams(orders[0], word_ids)] + orders[1:])
 
 
@@ -218,6 +231,19 @@ def modified_kn_discounts(n: np.ndarray) -> np.ndarray:
     return discounts
 
 
+def prune_thresholds(prune: Sequence[int] | None, order: int) -> list[int]:
+    """lmplz's ``--prune`` values, one per order (the last repeated for the orders above;
+    none: 0, no pruning), checked as lmplz checks them."""
+    thresholds = [int(t) for t in (prune or [0])]
+    if len(thresholds) > order:
+        raise NgteachError(f"--prune gives thresholds for orders 1 to {len(thresholds)}, but the model has order "
+                           f"{order}")
+    if any(t < 0 for t in thresholds) or thresholds != sorted(thresholds):
+        raise NgteachError(f"--prune thresholds must be non-negative and non-decreasing (so that every kept "
+                           f"n-gram keeps its context and suffix), not {' '.join(map(str, thresholds))}")
+    return thresholds + [thresholds[-1]] * (order - len(thresholds))
+
+
 def _checked_fallback(fallback: Sequence[float] | None) -> tuple[float, float, float] | None:
     if fallback is None:
         return None
@@ -231,38 +257,45 @@ def _checked_fallback(fallback: Sequence[float] | None) -> tuple[float, float, f
 # ---- 4. probabilities and 5. backoffs --------------------------------------------------
 
 def interpolate(levels: list[_Level], adjusted: list[np.ndarray], discounts: list[np.ndarray],
-                arpa_ids: np.ndarray, n_uniform: int, progress: Progress) -> list[ArpaOrder]:
+                kept: list[np.ndarray], arpa_ids: np.ndarray, n_uniform: int, progress: Progress) -> list[ArpaOrder]:
     """The ARPA orders: interpolated probabilities order by order (each needs the one below),
-    and each order's backoffs from the gammas of the order above. Unigrams are still dense
-    (indexed by word id) and ``<s>`` is not set."""
-    probs = unigram_probabilities(adjusted[0], discounts[0], n_uniform)
+    and each order's backoffs from the gammas of the order above; only the ``kept``
+    n-grams are written. Unigrams are still dense (indexed by word id) and ``<s>`` is not set."""
+    probs = unigram_probabilities(adjusted[0], discounts[0], kept[0], n_uniform)
     rows = arpa_ids.reshape(-1, 1)  # the ARPA words of each n-gram of the current order
     orders = []
     for m in range(2, len(levels) + 1):
         level = levels[m - 1]
-        gamma_m, probs_m = interpolated_probabilities(level, adjusted[m - 1], discounts[m - 1], probs)
-        orders.append(_arpa_order(rows, probs, gamma_m, level.offsets))
+        gamma_m, probs_m = interpolated_probabilities(level, adjusted[m - 1], discounts[m - 1], kept[m - 1], probs)
+        orders.append(_arpa_order(rows, probs, gamma_m, level.offsets, kept[m - 2] if m > 2 else None))
         rows = _extend_rows(rows, level, arpa_ids)
         probs = probs_m
         progress(f"probabilities of the {m}-grams")
-    orders.append(_arpa_order(rows, probs, None, None))
+    orders.append(_arpa_order(rows, probs, None, None, kept[-1] if len(levels) > 1 else None))
     return orders
 
 
-def unigram_probabilities(adjusted: np.ndarray, discounts: np.ndarray, n_uniform: int) -> np.ndarray:
+def _discounted(adjusted: np.ndarray, discounts: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """What each n-gram gives up to its context's gamma: its discount, or all of its
+    adjusted count when it is pruned."""
+    return np.where(kept, discounts[np.minimum(adjusted, 3)], adjusted)
+
+
+def unigram_probabilities(adjusted: np.ndarray, discounts: np.ndarray, kept: np.ndarray,
+                          n_uniform: int) -> np.ndarray:
     """p(w) for every word id: the discounted adjusted count interpolated with the uniform
     distribution over ``n_uniform`` words (the freed mass gamma goes to it)."""
     total = adjusted.sum()
-    discount = discounts[np.minimum(adjusted, 3)]
+    discount = _discounted(adjusted, discounts, kept)
     gamma = discount.sum() / total
     return (adjusted - discount) / total + gamma / n_uniform
 
 
-def interpolated_probabilities(level: _Level, adjusted: np.ndarray, discounts: np.ndarray,
+def interpolated_probabilities(level: _Level, adjusted: np.ndarray, discounts: np.ndarray, kept: np.ndarray,
                                lower_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """gamma of every context (an (m-1)-gram; 0 where it has no m-gram) and p of every m-gram."""
     contexts, n_contexts = level.contexts, len(level.offsets) - 1
-    discount = discounts[np.minimum(adjusted, 3)]
+    discount = _discounted(adjusted, discounts, kept)
     totals = np.bincount(contexts, weights=adjusted, minlength=n_contexts)
     freed = np.bincount(contexts, weights=discount, minlength=n_contexts)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -272,16 +305,19 @@ def interpolated_probabilities(level: _Level, adjusted: np.ndarray, discounts: n
 
 
 def _arpa_order(rows: np.ndarray, probs: np.ndarray, gamma_above: np.ndarray | None,
-                offsets_above: np.ndarray | None) -> ArpaOrder:
-    """One ARPA order; backoffs (all but the top order) are the gammas of the n-grams that are
-    contexts in the order above, and log10 1 = 0 for the others."""
-    log10_prob = np.minimum(np.log10(probs), 0.0).astype(np.float32)  # lmplz clamps rounding above 1
+                offsets_above: np.ndarray | None, kept: np.ndarray | None) -> ArpaOrder:
+    """One ARPA order, its ``kept`` n-grams (None: all; the dense unigrams are picked later);
+    backoffs (all but the top order) are the gammas of the n-grams that are contexts in the
+    order above, and log10 1 = 0 for the others."""
+    kept = slice(None) if kept is None else kept
+    with np.errstate(divide="ignore"):  # a pruned n-gram may have probability 0: it is not written
+        log10_prob = np.minimum(np.log10(probs), 0.0).astype(np.float32)  # lmplz clamps rounding above 1
     if gamma_above is None:
-        return ArpaOrder(rows, log10_prob, None)
+        return ArpaOrder(rows[kept], log10_prob[kept], None)
     is_context = offsets_above[1:] > offsets_above[:-1]
     with np.errstate(divide="ignore"):
         log10_backoff = np.where(is_context, np.log10(gamma_above), 0.0).astype(np.float32)
-    return ArpaOrder(rows, log10_prob, log10_backoff)
+    return ArpaOrder(rows[kept], log10_prob[kept], log10_backoff[kept])
 
 
 def _model_unigrams(dense: ArpaOrder, word_ids: np.ndarray) -> ArpaOrder:

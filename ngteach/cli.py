@@ -222,15 +222,21 @@ def arpa(
     discount_fallback: bool = typer.Option(False, "--discount-fallback",
                                            help="Where discounts cannot be estimated, use lmplz's fallback "
                                                 "D1 0.5, D2 1, D3+ 1.5 (with a warning) instead of failing."),
+    prune: Optional[str] = typer.Option(None, "--prune", metavar="T1,T2,...",
+                                        help="lmplz's --prune: leave out the m-grams seen at most Tm times "
+                                             "(non-decreasing; the last applies to the orders above), e.g. 0,0,1 "
+                                             "prunes singleton trigrams and above."),
 ) -> None:
     """Estimate an interpolated modified Kneser-Ney model of the model's corpus, as KenLM's
     lmplz does (sentences per line), and write it as an ARPA file.
 
     \b
-    Example:
+    Examples:
       ngteach arpa -o model.arpa --order 4
+      ngteach arpa -o pruned.arpa --prune 0,0,1      # lmplz -o 4 --prune 0 0 1
     """
     _check_output(output)
+    thresholds = _thresholds(prune)
     started = time.perf_counter()
     teacher = NgramModel(model)
     order = order or teacher.order
@@ -238,12 +244,22 @@ def arpa(
         warnings.simplefilter("always", DiscountFallbackWarning)
         estimated = bars.add("estimate", order + 2, "stages")
         tables = estimate_kneser_ney(teacher, order, LMPLZ_FALLBACK if discount_fallback else None,
-                                     lambda stage: estimated(1))
+                                     lambda stage: estimated(1), thresholds)
         write_arpa(tables, output)
     for warning in caught:
         say(f"ngteach: warning: {warning.message}")
     say(f"wrote {output}: order {order}, n-grams {' / '.join(f'{len(o.ngrams):,}' for o in tables.orders)} "
         f"in {time.perf_counter() - started:.1f} s")
+
+
+def _thresholds(prune: Optional[str]) -> Optional[list[int]]:
+    """``--prune 0,0,1`` (or "0 0 1", as lmplz takes them) as integers."""
+    if prune is None:
+        return None
+    try:
+        return [int(t) for t in prune.replace(",", " ").split()]
+    except ValueError:
+        raise NgteachError(f"--prune takes whole numbers, one per order (e.g. 0,0,1), not {prune!r}") from None
 
 
 @app.command()

@@ -13,7 +13,11 @@ below), with plain dicts and sets of word tuples: slow and obvious on purpose.
 - ``p(w | c) = (a(c w) - D(a(c w))) / sum_v a(c v) + gamma(c) p(w | c minus its first
   word)``, ``gamma(c) = sum_v D(a(c v)) / sum_v a(c v)``; the unigrams interpolate with
   1 / (number of unigrams other than ``<s>``); p(<s>) = 1;
-- the backoff of an n-gram is gamma of it as a context, 1 if it is no context.
+- the backoff of an n-gram is gamma of it as a context, 1 if it is no context;
+- pruning (lmplz --prune t1 t2 ...): an m-gram whose raw count is at most t_m is left out
+  (never ``<unk>``, ``<s>``, ``</s>``), and gives all of its adjusted count to its
+  context's gamma instead of its discount; the discounts and the uniform share are those
+  of the unpruned model.
 """
 from __future__ import annotations
 
@@ -81,10 +85,16 @@ def discount_of(d: list[float], a: int) -> float:
     return d[min(a, 3)]
 
 
-def estimate(sentences: list[list[str]], order: int, fallback=None) -> tuple[Entries, list[int]]:
+def estimate(sentences: list[list[str]], order: int, fallback=None, prune=None) -> tuple[Entries, list[int]]:
     """The model as ARPA entries per order, and the orders that needed the fallback
-    (ValueError if one does and ``fallback`` is None)."""
-    adjusted = adjusted_counts(raw_counts(sentences, order))
+    (ValueError if one does and ``fallback`` is None); ``prune``: lmplz's thresholds."""
+    raw = raw_counts(sentences, order)
+    adjusted = adjusted_counts(raw)
+    thresholds = list(prune or [0])
+    thresholds += [thresholds[-1]] * (order - len(thresholds))
+
+    def kept(m: int, g: tuple[str, ...]) -> bool:
+        return raw[m][g] > thresholds[m] or g in ((UNK,), (BOS,), (EOS,))
     per_order = [discounts(a, fallback) for a in adjusted]
     fallback_orders = [m for m, (_, used) in enumerate(per_order, start=1) if used]
     d = [x for x, _ in per_order]
@@ -94,7 +104,7 @@ def estimate(sentences: list[list[str]], order: int, fallback=None) -> tuple[Ent
     for m, counts in enumerate(adjusted):
         for g, a in counts.items():
             total[m][g[:-1]] += a
-            freed[m][g[:-1]] += discount_of(d[m], a)
+            freed[m][g[:-1]] += discount_of(d[m], a) if kept(m, g) else a
     gamma = [{c: freed[m][c] / total[m][c] for c in total[m]} for m in range(order)]
 
     probs: list[dict] = []
@@ -111,6 +121,8 @@ def estimate(sentences: list[list[str]], order: int, fallback=None) -> tuple[Ent
     for m in range(order):
         entries.append({})
         for g, p in probs[m].items():
+            if not kept(m, g):
+                continue
             if m + 1 == order:
                 backoff = None
             else:

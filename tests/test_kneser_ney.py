@@ -122,6 +122,34 @@ def test_matches_reference_on_generated_corpora(corpus):
     assert [m for m in range(1, order + 1) if any(f"the {m}-grams" in w for w in warned)] == expected_fallbacks
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corpora(), st.lists(st.integers(0, 3), min_size=1, max_size=4).map(sorted))
+def test_pruned_models_match_the_reference(corpus, prune):
+    tokens, vocab, order = corpus
+    prune = prune[:order]
+    expected, _ = estimate(sentences_of(tokens), order, FALLBACK, prune)
+    ids = {w: i for i, w in enumerate(vocab)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiscountFallbackWarning)
+        tables = kneser_ney(np.array([ids[w] for w in tokens], np.uint32), vocab, ids["<eos>"], ids[UNK], order,
+                            FALLBACK, prune=prune)
+    assert_same_model(entries_of(tables), expected)
+
+
+def test_pruning_real_text_keeps_a_closed_model_that_kenlm_loads(wt2_model, tmp_path):
+    model, token_words = wt2_model
+    tables = estimate_kneser_ney(model, 3, prune=[0, 1, 2])
+    assert_same_model(entries_of(tables), estimate(sentences_of(token_words), 3, prune=[0, 1, 2])[0])
+    full = estimate_kneser_ney(model, 3)
+    assert [len(o.ngrams) for o in tables.orders] < [len(o.ngrams) for o in full.orders]
+    write_arpa(tables, tmp_path / "pruned.arpa")
+    lm = kenlm.Model(str(tmp_path / "pruned.arpa"))  # KenLM refuses a model missing a context or suffix
+    assert lm.order == 3 and math.isfinite(lm.score("the game was released", bos=True, eos=True))
+    for bad, says in (([0, 2, 1], "non-decreasing"), ([0, 1, 1, 1], "orders 1 to 4, but the model has order 3")):
+        with pytest.raises(NgteachError, match=says):
+            estimate_kneser_ney(model, 3, prune=bad)
+
+
 def test_matches_reference_on_real_text(wt2_model):
     model, token_words = wt2_model
     stages = []
@@ -143,9 +171,10 @@ def test_lower_order_than_the_model(wt2_model):
 
 # ---- laws of probability ---------------------------------------------------------------------
 
-def test_every_context_sums_to_one(wt2_model):
+@pytest.mark.parametrize("prune", [None, [0, 1, 1, 2]])
+def test_every_context_sums_to_one(wt2_model, prune):
     model, _ = wt2_model
-    entries = entries_of(estimate_kneser_ney(model))
+    entries = entries_of(estimate_kneser_ney(model, prune=prune))  # pruned n-grams' mass goes to the backoff
     vocabulary = [g[0] for g in entries[0] if g != (BOS,)]
     rng = random.Random(0)
     contexts = [(), (BOS,), ("</s>",), ("never", "seen", "words")]
@@ -209,3 +238,21 @@ def test_the_stream_must_hold_whole_lines():
 def test_words_reserved_by_arpa_are_refused():
     with pytest.raises(NgteachError, match="</s>"):
         estimate_words("a </s> <eos>".split(), [UNK, "<eos>", "a", "</s>"], 2)
+
+
+def test_arpa_prune_from_the_command_line(wt2_model, tmp_path):
+    import subprocess
+    import sys
+
+    from ngram_teacher.arpa import read_arpa
+
+    model, _ = wt2_model
+    ngteach = [sys.executable, "-m", "ngteach", "arpa", "-m", str(model.directory), "--order", "3"]
+    done = subprocess.run([*ngteach, "--prune", "0,1", "-o", str(tmp_path / "p.arpa")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_model(entries_of(read_arpa(tmp_path / "p.arpa")), entries_of(estimate_kneser_ney(model, 3, prune=[0, 1])),
+                      1e-6)
+    for bad, says in (("0,x", "--prune takes whole numbers"), ("2 1", "non-decreasing")):
+        done = subprocess.run([*ngteach, "--prune", bad, "-o", str(tmp_path / "b.arpa")], capture_output=True, text=True)
+        assert done.returncode == 1 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "b.arpa").exists()
