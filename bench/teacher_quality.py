@@ -5,6 +5,8 @@ held-out tail, so no teacher has seen the words it ranks) without the true word 
 Per teacher: how often the true word is among the k entries, its mean reciprocal rank (0
 where it is absent), and where the entries come from: the share of entries per order
 (the backoff level that supplied them; an infini entry of order L + 1 matched L tokens).
+Then the Kneser-Ney teacher ranks its own training text, with and without each position's
+own n-grams (kn-loo): how much it "knows the answer" there, against the held-out figure.
 
     python bench/teacher_quality.py                  # WT2-mini's training text (WikiText-2 valid)
     python bench/teacher_quality.py --text ../shared/corpora/tinyshakespeare/input.txt --k 20
@@ -22,7 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ngram_teacher import NgramModel, build_model, load_teacher  # noqa: E402
+from ngram_teacher import ArpaTeacher, NgramModel, build_model, load_teacher  # noqa: E402
+from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney  # noqa: E402
 
 BUCKETS = [(1, 1), (2, 2), (3, 3), (4, 4), (5, 8), (9, 255)]
 
@@ -75,6 +78,15 @@ def main() -> None:
                   + " ".join(f"{share:>6.1%}" for share in q["shares"].values()))
         print("o<m>: share of the entries of order m (an infini entry of order L + 1 matched L tokens); "
               "s: seconds to rank")
+        own = np.asarray(model.tokens())
+        kneser_ney = ArpaTeacher(estimate_kneser_ney(model, args.order, LMPLZ_FALLBACK), model.vocab, args.k)
+        print(f"\nKneser-Ney (order {args.order}) ranking: {'top-k':>7} {'MRR':>7}")
+        for what, teacher, stream in (("the held-out tail", kneser_ney, stream),
+                                      ("its own training text", kneser_ney, own),
+                                      ("its own text, leave-one-out", load_teacher(f"kn-loo:{model.directory}", model,
+                                                                                   args.k), own)):
+            q = quality(*rank_tail(teacher, stream, args.k), stream.astype(np.int64))
+            print(f"{what:<36} {q['top_k']:>7.1%} {q['mrr']:>7.3f}")
 
 
 if __name__ == "__main__":

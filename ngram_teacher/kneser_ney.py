@@ -150,20 +150,26 @@ def sentence_stream(tokens: np.ndarray, eos_id: int, bos_id: int) -> np.ndarray:
     return np.insert(tokens.astype(np.uint32, copy=False), starts, np.uint32(bos_id))
 
 
-def count_sentence_ngrams(stream: np.ndarray, n_words: int, bos_id: int, order: int) -> list[_Level]:
+def count_sentence_ngrams(stream: np.ndarray, n_words: int, bos_id: int, order: int,
+                          ending: list[np.ndarray] | None = None) -> list[_Level]:
     """The m-grams of orders 1..``order`` of a sentence stream, none spanning a ``bos_id``.
 
     Unigrams are dense (id = word id, count 0 for absent words). Order m is counted from
     the ids of the (m-1)-grams ending at each position, as :func:`count.count_orders` does,
-    with positions holding ``<s>`` ending no m-gram of order 2 or more.
+    with positions holding ``<s>`` ending no m-gram of order 2 or more. Given a list as
+    ``ending``, those ids (``NONE`` where no m-gram ends) are appended to it, per order.
     """
     counts = np.bincount(stream, minlength=n_words).astype(np.uint32)
     levels = [_Level(np.arange(n_words, dtype=np.uint32), counts, np.array([0, n_words], np.uint32),
                      np.zeros(n_words, np.uint32), None)]
     by_word = kernels.positions_by_word(stream, n_words)
     lower = stream  # the unigram ending at each position: its word
+    if ending is not None:
+        ending.append(stream)
     for _ in range(2, order + 1):
         ids, words, counts, offsets = kernels.count_order(stream, by_word, lower, len(levels[-1]), bos_id)
+        if ending is not None:
+            ending.append(ids)
         size = int(offsets[-1])
         suffix = kernels.suffix_ids(ids, lower, size)
         levels.append(_Level(words[:size].copy(), counts[:size].copy(), offsets, _context_ids(offsets), suffix))

@@ -16,13 +16,15 @@ A teacher is named by a spec, ``KIND:PATH`` (:func:`load_teacher`): ``count:DIR`
 directory's counts), ``cloze:DIR`` (the words between the same neighbours elsewhere in a
 model directory's corpus, :mod:`ngram_teacher.cloze`), ``infini:DIR`` (the words after
 every earlier context of any length that occurs elsewhere in a model directory's corpus,
-:mod:`ngram_teacher.infini`) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
+:mod:`ngram_teacher.infini`), ``kn-loo:DIR`` (a model directory's own corpus by its Kneser-Ney
+model without each ranked position, :mod:`ngram_teacher.leave_one_out`) and ``arpa:FILE`` here; the student package adds ``born-again:RUN``,
 ``hf-causal:DIR`` and ``hf-masked:DIR`` (neural teachers, which need torch) to
 :data:`TEACHER_KINDS` when it is imported.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
@@ -35,6 +37,8 @@ from . import kernels
 from .arpa_rank import load_teacher as load_arpa
 from .cloze import ClozeTeacher
 from .infini import InfiniTeacher
+from .kneser_ney import LMPLZ_FALLBACK, DiscountFallbackWarning
+from .leave_one_out import LeaveOneOutTeacher
 from .model import NgramModel, tokens_sha256
 from .rank import check_k, check_min_order, position_runs, rank_into
 from .rankfile import COUNT_SCORES, FORMAT_VERSION, id_dtype_for, write_rank_file
@@ -128,11 +132,18 @@ def _infini(path: Path, model: NgramModel, k: int, **options) -> InfiniTeacher:
     return InfiniTeacher(_count(path, model, k).model)
 
 
+def _kn_loo(path: Path, model: NgramModel, k: int, **options) -> LeaveOneOutTeacher:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiscountFallbackWarning)  # lmplz's fallback where a tiny corpus needs it
+        return LeaveOneOutTeacher(_count(path, model, k).model, discount_fallback=LMPLZ_FALLBACK)
+
+
 TEACHER_KINDS: dict[str, TeacherKind] = {
     "count": TeacherKind(_count, "model directory"),
     "arpa": TeacherKind(_arpa, "ARPA file"),
     "cloze": TeacherKind(_cloze, "model directory"),
     "infini": TeacherKind(_infini, "model directory"),
+    "kn-loo": TeacherKind(_kn_loo, "model directory"),
 }
 NGRAM_KINDS = tuple(TEACHER_KINDS)  # the kinds of this package; the student package adds neural ones
 

@@ -273,11 +273,16 @@ def _kneser_ney_ranks(model, teacher: TeacherSpec, ranks: Path, text: Path) -> N
     from ngram_teacher.arpa import write_arpa
     from ngram_teacher.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
 
-    arpa = ranks.with_name(ARPA)
     fallback = LMPLZ_FALLBACK if teacher.discount_fallback else None
-    write_arpa(estimate_kneser_ney(model, teacher.order, fallback), arpa)
-    write_ranks(load_teacher(f"arpa:{arpa}", model, teacher.k), model.tokenizer.encode_file(text), ranks, teacher.k,
-                with_scores=True, corpus=str(text))
+    if teacher.leave_one_out:  # the model's own corpus, each position without its n-grams
+        from ngram_teacher.leave_one_out import LeaveOneOutTeacher
+
+        ranker = LeaveOneOutTeacher(model, teacher.order, fallback)
+    else:
+        arpa = ranks.with_name(ARPA)
+        write_arpa(estimate_kneser_ney(model, teacher.order, fallback), arpa)
+        ranker = load_teacher(f"arpa:{arpa}", model, teacher.k)
+    write_ranks(ranker, model.tokenizer.encode_file(text), ranks, teacher.k, with_scores=True, corpus=str(text))
 
 
 # ---- running ----------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ A spec is a small TOML file (the ones behind the README's results are in ``exper
     order = 4
     k = 20
     # discount_fallback = true      # kneser-ney only: as `ngteach arpa --discount-fallback`
+    # leave_one_out = true          # kneser-ney only: each training position ranked without its
+                                    # own n-grams (the kn-loo teacher; no self-echo)
 
     [teachers.ba]                   # ... or born-again: the student of a run of this grid
     kind = "born-again"
@@ -56,7 +58,7 @@ from ngram_teacher.infini import MAX_LEVEL_ORDER
 
 # The keys of a [teachers.NAME] table besides kind, per kind.
 TEACHER_KEYS = {"count": {"order", "k"}, "cloze": {"order", "k"}, "infini": {"k"},
-                "kneser-ney": {"order", "k", "discount_fallback"}, "born-again": {"run", "seed", "k"}}
+                "kneser-ney": {"order", "k", "discount_fallback", "leave_one_out"}, "born-again": {"run", "seed", "k"}}
 LOSSES_WITH_TEACHER = ("rank", "pl", "kl")
 METRICS = ("all", "exclude-oov")  # every test token, or those in the vocabulary
 # Options the experiment sets itself for every run.
@@ -84,6 +86,7 @@ class TeacherSpec:
     order: int = 4
     k: int = 20
     discount_fallback: bool = False  # kneser-ney: lmplz's fallback discounts where needed
+    leave_one_out: bool = False  # kneser-ney: each position ranked without its own n-grams
     run: str | None = None  # born-again: the configuration (without a teacher) ...
     seed: int | None = None  # ... and the seed of the run whose student teaches
 
@@ -150,6 +153,11 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     if not corpora:
         raise bad("no [corpora.NAME] table")
     teachers = {name: _teacher(name, table, seeds, bad) for name, table in _tables(raw, "teachers", bad).items()}
+    shared = next((c.name for c in corpora if c.train_share), None)
+    loo = next((t.name for t in teachers.values() if t.leave_one_out), None)
+    if shared and loo:
+        raise bad(f"[teachers.{loo}] leave_one_out ranks the text it counted, and the students of corpus {shared!r} "
+                  "read only a share of it (train_share)")
     student = raw.get("student", {})
     if not isinstance(student, dict):
         raise bad("student must be a table ([student])")
@@ -224,8 +232,9 @@ def _teacher(name: str, table: dict, seeds: list[int], bad) -> TeacherSpec:
     teacher = TeacherSpec(name, **{**defaults, **table})
     if not (isinstance(teacher.order, int) and 1 <= teacher.order <= 16 and isinstance(teacher.k, int) and teacher.k >= 1):
         raise bad(f"{where} order must be 1..16 and k at least 1")
-    if not isinstance(teacher.discount_fallback, bool):
-        raise bad(f"{where} discount_fallback must be true or false, not {teacher.discount_fallback!r}")
+    for flag in ("discount_fallback", "leave_one_out"):
+        if not isinstance(getattr(teacher, flag), bool):
+            raise bad(f"{where} {flag} must be true or false, not {getattr(teacher, flag)!r}")
     if kind == "born-again" and not isinstance(teacher.run, str):
         raise bad(f"{where} needs run, the configuration (without a teacher) whose student teaches")
     if kind == "born-again" and not (isinstance(teacher.seed, int) and teacher.seed in seeds):
@@ -270,6 +279,9 @@ def _configs(name: str, table: dict, teachers: dict[str, TeacherSpec], student: 
             what = "kl" if loss == "kl" else 'smoothing = "teacher"'
             raise bad(f"[losses.{name}] {what} needs a teacher with log-probabilities; {teacher!r} "
                       f"({teachers[teacher].kind}) has none")
+        if config.kl_tail == "full" and teachers[teacher].leave_one_out:
+            raise bad(f"[losses.{name}] kl_tail = \"full\" reads the ARPA file of the whole corpus, not the "
+                      f"leave-one-out ranks of {teacher!r}")
         if config.kl_tail == "full" and teachers[teacher].kind != "kneser-ney":
             raise bad(f"[losses.{name}] kl_tail = \"full\" needs a kneser-ney teacher (its ARPA file ranks each "
                       f"batch); {teacher!r} is {teachers[teacher].kind}")

@@ -68,6 +68,11 @@ def adjusted_counts(raw: list[Counter]) -> list[dict]:
     return adjusted
 
 
+def own_ngrams(sentence: list[str], i: int, order: int) -> Counter:
+    """The n-grams of orders 1..order that end at word ``i`` of ``sentence`` (``<s>`` at 0)."""
+    return Counter(tuple(sentence[i - m + 1:i + 1]) for m in range(1, min(order, i + 1) + 1))
+
+
 def discounts(adjusted: dict, fallback) -> tuple[list[float], bool]:
     """``([0, D1, D2, D3+], used_fallback)`` for one order."""
     n = [sum(1 for a in adjusted.values() if a == k) for k in range(5)]
@@ -85,17 +90,28 @@ def discount_of(d: list[float], a: int) -> float:
     return d[min(a, 3)]
 
 
-def estimate(sentences: list[list[str]], order: int, fallback=None, prune=None) -> tuple[Entries, list[int]]:
+def estimate(sentences: list[list[str]], order: int, fallback=None, prune=None, remove: Counter | None = None,
+             fixed_discounts: list[list[float]] | None = None) -> tuple[Entries, list[int]]:
     """The model as ARPA entries per order, and the orders that needed the fallback
-    (ValueError if one does and ``fallback`` is None); ``prune``: lmplz's thresholds."""
+    (ValueError if one does and ``fallback`` is None); ``prune``: lmplz's thresholds.
+
+    ``remove``: n-gram occurrences taken out of the raw counts first (an n-gram left with
+    none is gone, but a unigram stays, with count 0: the vocabulary is kept), and
+    ``fixed_discounts`` used instead of estimating them: the leave-one-out model of a
+    position, whose own n-grams are removed."""
     raw = raw_counts(sentences, order)
+    for g, c in (remove or {}).items():
+        raw[len(g) - 1][g] -= c
+        if raw[len(g) - 1][g] == 0 and len(g) > 1:
+            del raw[len(g) - 1][g]
     adjusted = adjusted_counts(raw)
     thresholds = list(prune or [0])
     thresholds += [thresholds[-1]] * (order - len(thresholds))
 
-    def kept(m: int, g: tuple[str, ...]) -> bool:
-        return raw[m][g] > thresholds[m] or g in ((UNK,), (BOS,), (EOS,))
-    per_order = [discounts(a, fallback) for a in adjusted]
+    def kept(m: int, g: tuple[str, ...]) -> bool:  # (a unigram left with count 0 by remove stays)
+        return thresholds[m] == 0 or raw[m][g] > thresholds[m] or g in ((UNK,), (BOS,), (EOS,))
+    per_order = ([(d, False) for d in fixed_discounts] if fixed_discounts else
+                 [discounts(a, fallback) for a in adjusted])
     fallback_orders = [m for m, (_, used) in enumerate(per_order, start=1) if used]
     d = [x for x, _ in per_order]
 

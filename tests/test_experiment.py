@@ -175,7 +175,9 @@ def test_results_without_oov_leave_the_same_tokens_out_of_every_run(grid, tmp_pa
 
 
 def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer_words(tmp_path):
-    cloze = '[teachers.cl2]\nkind = "cloze"\norder = 2\nk = 4\n\n[teachers.inf]\nkind = "infini"\nk = 4\n\n[student]'
+    cloze = ('[teachers.cl2]\nkind = "cloze"\norder = 2\nk = 4\n\n[teachers.inf]\nkind = "infini"\nk = 4\n\n'
+             '[teachers.loo]\nkind = "kneser-ney"\norder = 2\nk = 4\ndiscount_fallback = true\nleave_one_out = true\n\n'
+             '[student]')
     spec_folder(tmp_path, SPEC.replace("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 3")
                 .replace("[student]", cloze), "s.toml", 300)
     spec = load_spec(tmp_path / "s.toml")
@@ -198,6 +200,14 @@ def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer
                 with_scores=True, corpus=str(out / "docs/data/train.txt"))
     assert (out / "docs/teachers/inf/ranks.bin").read_bytes() == (tmp_path / "inf.bin").read_bytes()
     assert not (out / "docs/teachers/inf/model").exists()
+    # the leave-one-out Kneser-Ney teacher, from the base model's corpus too, without an ARPA file
+    from ngram_teacher.kneser_ney import LMPLZ_FALLBACK
+    from ngram_teacher.leave_one_out import LeaveOneOutTeacher
+
+    write_ranks(LeaveOneOutTeacher(base, 2, LMPLZ_FALLBACK), base.tokens(), tmp_path / "loo.bin", 4,
+                with_scores=True, corpus=str(out / "docs/data/train.txt"))
+    assert (out / "docs/teachers/loo/ranks.bin").read_bytes() == (tmp_path / "loo.bin").read_bytes()
+    assert not (out / "docs/teachers/loo/model.arpa").exists()
     assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
 
 
@@ -492,6 +502,10 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("loss = \"kl\"", "loss = \"kl\"\ndata_dir = \"x\""), "unknown key 'data_dir' in \\[losses.kl\\]"),
     (("[losses.kl]\nloss = \"kl\"", "[losses.kl]\nloss = \"kl\"\nteachers = [\"kn2\", \"kn2\"]"), "without repeats"),
     (("discount_fallback = true", "discount_fallback = \"yes\""), "discount_fallback must be true or false"),
+    (("discount_fallback = true", "leave_one_out = 1"), "leave_one_out must be true or false, not 1"),
+    (("discount_fallback = true", "leave_one_out = true"), None),
+    (("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 0.5\n\n[teachers.loo]\nkind = \"kneser-ney\"\n"
+      "leave_one_out = true"), "\\[teachers.loo\\] leave_one_out ranks the text it counted"),
     (("weight = 0.1", "weight = 0.1\nsmoothing = \"teacher\"\nteachers = [\"cl\"]\n\n[teachers.cl]\nkind = "
       "\"cloze\"\norder = 2"), "smoothing = \"teacher\" needs a teacher with log-probabilities; 'cl' \\(cloze\\) has none"),
     (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),

@@ -84,7 +84,7 @@ def test_teacher_specs(models):
     counts = load_teacher(f"count:{models / 'counts'}", base, 4)
     assert isinstance(counts, CountTeacher) and counts.order == 3
     assert parse_teacher_spec("born-again:runs/x") == ("born-again", Path("runs/x"))
-    for spec, says in (("counts", "--teacher must be KIND:PATH with KIND one of count, arpa, cloze, infini, born-again, "
+    for spec, says in (("counts", "--teacher must be KIND:PATH with KIND one of count, arpa, cloze, infini, kn-loo, born-again, "
                                   "hf-causal, hf-masked, not 'counts'"),
                        ("arpa:", "--teacher must be KIND:PATH"),
                        (f"arpa:{models / 'none.arpa'}", "none.arpa: no such ARPA file"),
