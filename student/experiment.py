@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -160,6 +160,9 @@ def _source_sha256(spec: Spec, name: str, data_dir: Path | None) -> str | None:
         return None
 
 
+TEACHER_DEFAULTS = {f.name: f.default for f in fields(TeacherSpec)}
+
+
 def teacher_record(teacher: TeacherSpec) -> dict:
     """What a teacher is made with: its table in the spec, defaults filled in."""
     return {key: value for key, value in asdict(teacher).items() if key in {"kind", *TEACHER_KEYS[teacher.kind]}}
@@ -185,16 +188,19 @@ def check_made(spec: Spec, out: Path, data_dir: Path | None = None) -> None:
             if folder.exists():
                 unrecorded += _check_record(folder / TEACHER, teacher_record(teacher), out,
                                             f"teacher {teacher.name} of corpus {corpus.name}",
-                                            f"remove {folder} and the runs that learn from it")
+                                            f"remove {folder} and the runs that learn from it", TEACHER_DEFAULTS)
     for path, record in unrecorded:
         write_json(path, record)
 
 
-def _check_record(path: Path, record: dict, out: Path, what: str, remedy: str) -> list[tuple[Path, dict]]:
-    """Refuse ``what`` if the record at ``path`` is not ``record``; [(path, record)] if there is none."""
+def _check_record(path: Path, record: dict, out: Path, what: str, remedy: str,
+                  defaults: dict | None = None) -> list[tuple[Path, dict]]:
+    """Refuse ``what`` if the record at ``path`` is not ``record`` (a setting the record
+    lacks, written before it existed, counts as its default); [(path, record)] if there is none."""
     if not path.exists():
         return [(path, record)]
-    before = read_json_object(path, f"{path}: missing")
+    before = {**{key: value for key, value in (defaults or {}).items() if key in record},
+              **read_json_object(path, f"{path}: missing")}
     key = next((key for key in {**before, **record} if before.get(key) != record.get(key)
                 and not (key.endswith("_sha256") and record.get(key) is None)), None)
     if key is None:

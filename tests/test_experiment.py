@@ -716,3 +716,18 @@ def test_kl_from_the_whole_distribution_ranks_each_batch_from_the_kneser_ney_arp
     assert "--teacher" not in runs["docs/rank@kn2-s0"].args  # the other losses read the ranks file
     with pytest.raises(NgteachError, match='kl_tail = "full" needs a kneser-ney teacher .* \'ba\' is born-again'):
         parse_spec(tomllib.loads(full + BORN_AGAIN), tmp_path)
+
+
+def test_a_teacher_made_before_a_setting_existed_counts_as_made_with_its_default(tmp_path):
+    from student.experiment import TEACHER, check_made, teacher_record
+
+    spec = parse_spec(tomllib.loads(SPEC), tmp_path)
+    folder = tmp_path / "out/docs/teachers/kn2"
+    folder.mkdir(parents=True)
+    old = {key: value for key, value in teacher_record(spec.teachers["kn2"]).items() if key != "leave_one_out"}
+    (folder / TEACHER).write_text(json.dumps(old), encoding="utf-8")
+    check_made(spec, tmp_path / "out")  # leave_one_out = false, as it was
+    changed = parse_spec(tomllib.loads(SPEC.replace("discount_fallback = true",
+                                                    "discount_fallback = true\nleave_one_out = true")), tmp_path)
+    with pytest.raises(NgteachError, match="teacher kn2 of corpus docs was made with leave_one_out = False"):
+        check_made(changed, tmp_path / "out")
