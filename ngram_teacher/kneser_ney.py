@@ -28,8 +28,9 @@ stages follow lmplz's builder pipeline (lm/builder in the KenLM sources):
 m-gram whose raw count is at most t_m is left out of the model (thresholds non-decreasing,
 the last one for the orders above; ``<unk>``, ``<s>`` and ``</s>`` are never pruned), so
 every kept n-gram's context and suffix are kept too. The discounts are still estimated
-from every n-gram, and a pruned n-gram's whole adjusted count goes to its context's
-``gamma`` (the mass the model then gives through the lower orders).
+from every n-gram, a pruned n-gram's whole adjusted count goes to its context's ``gamma``
+(the mass the model then gives through the lower orders), and the unigrams' uniform share
+is over the words kept.
 
 The model's words are those of the corpus plus ``<unk>``, ``<s>`` and ``</s>``; vocabulary
 entries the corpus never has are left out, as lmplz never sees them. One extension: lmplz
@@ -122,15 +123,13 @@ def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: in
     progress("count")
     adjusted = adjust_counts(levels, bos_id)
     kept = [level.counts > threshold for level, threshold in zip(levels, thresholds)]
-    specials = [unk_id, bos_id, eos_id]
-    kept[0][specials] = True
-    # the uniform distribution is over the words before pruning (<s> left out), as lmplz's
-    n_uniform = len(specials) - 1 + int(np.count_nonzero(np.delete(adjusted[0] > 0, specials)))
+    kept[0][[unk_id, bos_id, eos_id]] = True
     words, word_ids, arpa_ids = arpa_vocabulary(vocab, (adjusted[0] > 0) & kept[0], eos_id, unk_id, bos_id)
     progress("adjust")
     discounts = [discounts_of_order(m, a, fallback) for m, a in enumerate(adjusted, start=1)]
     progress("discounts")
-    orders = interpolate(levels, adjusted, discounts, kept, arpa_ids, n_uniform, progress)
+    # the uniform distribution is over the words kept (<s> left out), as lmplz's
+    orders = interpolate(levels, adjusted, discounts, kept, arpa_ids, len(words) - 1, progress)
     return ArpaTables(words, [_model_unigrams(orders[0], word_ids)] + orders[1:])
 
 

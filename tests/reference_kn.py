@@ -16,8 +16,8 @@ below), with plain dicts and sets of word tuples: slow and obvious on purpose.
 - the backoff of an n-gram is gamma of it as a context, 1 if it is no context;
 - pruning (lmplz --prune t1 t2 ...): an m-gram whose raw count is at most t_m is left out
   (never ``<unk>``, ``<s>``, ``</s>``), and gives all of its adjusted count to its
-  context's gamma instead of its discount; the discounts and the uniform share are those
-  of the unpruned model.
+  context's gamma instead of its discount; the discounts are those of the unpruned model,
+  the uniform share is over the unigrams kept.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def estimate(sentences: list[list[str]], order: int, fallback=None, prune=None, 
     gamma = [{c: freed[m][c] / total[m][c] for c in total[m]} for m in range(order)]
 
     probs: list[dict] = []
-    n_uniform = len(adjusted[0]) - 1  # every unigram but <s>
+    n_uniform = sum(1 for g in adjusted[0] if kept(0, g)) - 1  # every unigram kept but <s>
     for m, counts in enumerate(adjusted):
         probs.append({})
         for g, a in counts.items():

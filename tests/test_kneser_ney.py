@@ -6,7 +6,9 @@ reference of reference_kn.py, the laws of probability, and KenLM's own query cod
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 import warnings
 
 import kenlm
@@ -256,3 +258,21 @@ def test_arpa_prune_from_the_command_line(wt2_model, tmp_path):
         done = subprocess.run([*ngteach, "--prune", bad, "-o", str(tmp_path / "b.arpa")], capture_output=True, text=True)
         assert done.returncode == 1 and says in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "b.arpa").exists()
+
+
+LMPLZ = os.environ.get("LMPLZ") or shutil.which("lmplz")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(LMPLZ is None, reason="no lmplz binary (put it on PATH or name it in LMPLZ)")
+@pytest.mark.parametrize("options", [[], ["--prune", "0", "1", "2"], ["--prune", "1", "1", "2"],
+                                     ["--prune", "0", "0", "1", "--order", "5"]])
+def test_the_same_model_as_kenlms_lmplz(options):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "compare_lmplz.py"
+    done = subprocess.run([sys.executable, str(script), LMPLZ, "--lines", "1500", *options], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("agree"), done.stdout + done.stderr
