@@ -20,6 +20,7 @@ separator that matches nothing, and that text together, whose own positions do n
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from functools import partial
 from pathlib import Path
@@ -103,23 +104,18 @@ class InfiniTeacher:
     online = False  # it walks the whole index per call: fine for a ranks file, not for every batch
     order = MAX_LEVEL_ORDER
 
-    def __init__(self, model: NgramModel, keep_index: bool = True):
+    def __init__(self, model: NgramModel):
         self.model = model
         self.corpus = np.ascontiguousarray(model.tokens(), dtype=np.uint32)
-        self.keep_index = keep_index
 
     def index(self) -> tuple[np.ndarray, np.ndarray]:
         """The corpus's index, from the model directory, made and kept there on first use
         (or only in memory where the directory cannot be written)."""
         found = load_index(self.model)
-        if found is not None:
-            return found
-        if self.keep_index:
-            try:
+        if found is None:
+            with contextlib.suppress(NgteachError):  # a read-only or full model directory: in memory only
                 build_index(self.model)
                 found = load_index(self.model)
-            except NgteachError:
-                found = None  # a read-only or full model directory: index in memory
         return found if found is not None else suffix_index(self.corpus)
 
     def describe(self, min_order: int = 1) -> dict:
