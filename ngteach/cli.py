@@ -34,7 +34,7 @@ from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
 from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
 from ngram_teacher.cloze import ClozeTeacher
-from ngram_teacher.infini import build_index
+from ngram_teacher.infini import InfiniTeacher, build_index
 from ngram_teacher.merge import merge_models
 from ngram_teacher.teachers import (NGRAM_KINDS, CountTeacher, load_teacher, parse_teacher_spec, teacher_rows,
                                     write_ranks)
@@ -270,22 +270,31 @@ def query(
     model: Path = ModelOption,
     arpa: Optional[Path] = typer.Option(None, help="Show this ARPA model's most probable continuations instead."),
     bos: bool = typer.Option(False, "--bos", help="With --arpa: the context starts a line (follows <s>)."),
+    infini: bool = typer.Option(False, "--infini", help="Show what the unbounded-order teacher ranks: the words "
+                                                        "after every match of the context, however long."),
 ) -> None:
     """Show what the teacher ranks after CONTEXT, with each entry's order and count (or,
     with --arpa, its log10 probability); with a gap, '_', what the two-sided (cloze)
-    teacher ranks between its neighbours.
+    teacher ranks between its neighbours; with --infini, what the unbounded-order teacher
+    ranks (an entry of order L + 1 follows a match of the last L words).
 
     \b
     Examples:
       ngteach query "raise an" --k 5
       ngteach query "the" --arpa model.arpa --bos
       ngteach query "raise an _ if" --k 5
+      ngteach query "is raised when an" --infini
     """
     if bos and arpa is None:
         raise NgteachError("--bos is for --arpa (the count teacher's contexts never follow <s>)")
+    if infini and arpa is not None:
+        raise NgteachError("give --arpa FILE or --infini, not both")
     teacher = NgramModel(model)
-    if context.split().count(GAP) == 1 and arpa is None:
+    if context.split().count(GAP) == 1 and arpa is None and not infini:
         _query_gap(teacher, context, k)
+        return
+    if infini:
+        _query_infini(teacher, context, k)
         return
     ids = teacher.tokenizer.encode_text(context)
     shown = " ".join(teacher.vocab.tokens[i] for i in ids)
@@ -311,7 +320,21 @@ def _query_gap(model: NgramModel, context: str, k: int) -> None:
     stream = np.concatenate([left, [0], right]).astype(np.int64)
     rows = teacher_rows(ClozeTeacher(model), stream, [len(left)], min(k, len(model.vocab)), gt_first=False)
     shown = " ".join([*(model.vocab.tokens[i] for i in left), GAP, *(model.vocab.tokens[i] for i in right)])
-    print(f"between '{shown}' (order {model.order} model, two-sided):")
+    _print_row(f"between '{shown}' (order {model.order} model, two-sided):", rows, model)
+
+
+def _query_infini(model: NgramModel, context: str, k: int) -> None:
+    """What the unbounded-order teacher ranks after the context (the corpus's positions
+    matching its end, however far back)."""
+    ids = model.tokenizer.encode_text(context)
+    stream = np.append(ids, 0).astype(np.int64)
+    rows = teacher_rows(InfiniTeacher(model), stream, [len(ids)], min(k, len(model.vocab)), gt_first=False)
+    _print_row(f"after '{' '.join(model.vocab.tokens[i] for i in ids)}' (unbounded order):", rows, model)
+
+
+def _print_row(title: str, rows, model: NgramModel) -> None:
+    """The first row of ``rows`` (entries with their order and count), under ``title``."""
+    print(title)
     print(f"{'rank':>4}  {'order':>5}  {'count':>9}  word")
     for place, (word, order, count) in enumerate(zip(rows.ids[0], rows.orders[0], rows.scores[0]), start=1):
         if order:

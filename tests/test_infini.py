@@ -159,3 +159,13 @@ def test_build_indexes_and_rank_ranks_another_text(tmp_path):
     # there both lines went on, once each, to mat and hat (ties by word id)
     row = [(vocab[w], int(o), int(c)) for w, o, c in zip(ranks.ids[5], ranks.orders[5], ranks.scores[5])]
     assert sorted(row[:2]) == [("hat", 5, 1), ("mat", 5, 1)] and row[2][1] == 2
+
+
+def test_query_shows_what_the_unbounded_teacher_ranks(tmp_path):
+    (tmp_path / "c.txt").write_text("x a b c d\ny a b c e\nz b c d\n", encoding="utf-8")
+    build_model(tmp_path / "c.txt", tmp_path / "m", order=2)
+    out = subprocess.run([sys.executable, "-m", "ngteach", "query", "a b c", "--infini", "-m", str(tmp_path / "m")],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    # "a b c" matches three words back twice (then d, e), "b c" a third time (d again)
+    assert out[0] == "after 'a b c' (unbounded order):"
+    assert [line.split()[1:] for line in out[2:4]] == [["4", "1", "d"], ["4", "1", "e"]]
