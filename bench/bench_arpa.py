@@ -13,6 +13,11 @@ counted: the estimate reads its token stream). Each measured run is a child proc
   differs slightly from ngteach's, which counts ``<unk>`` as a word). ``-S`` matters: lmplz
   grabs that much memory up front (its default is 80% of the RAM).
 
+lmplz is KenLM's own, built from its sources in Release mode (a Debug build is several
+times slower): ``git clone https://github.com/kpu/kenlm; cd kenlm; mkdir build; cd build;
+cmake .. -DCMAKE_BUILD_TYPE=Release; make lmplz`` (Boost's program_options, system and
+thread development files needed; the figures in the README came from commit 4cb443e).
+
 With --repeat N the medians are printed. The model and ARPA files (in
 bench/data/arpa-<N>-o<ORDER>/) are removed at the end unless --keep. Target at 20M tokens, order 4 (2 cores): 19.0 s and
 953 MB, what ``lmplz -o 4`` took.

@@ -13,7 +13,8 @@ estimates with :func:`ngram_teacher.kneser_ney.estimate_kneser_ney`; ``lmplz -o 
 reads the same file. The script prints, per order, whether both ARPA files have the same
 n-grams, and the largest differences of log10 probabilities and backoffs; it exits with
 status 1 when a set differs or a difference exceeds --tolerance. Without an lmplz binary
-at the given path it prints why and exits 0 (skipped).
+at the given path it prints why and exits 0 (skipped). How to build lmplz: bench_arpa.py's
+docstring. ``LMPLZ=PATH pytest tests/test_kneser_ney.py`` runs these comparisons as tests.
 """
 from __future__ import annotations
 
