@@ -144,25 +144,40 @@ class ScannedText:
     counts: np.ndarray  # int64, occurrences of each type
 
 
+class WordScan:
+    """A corpus read block by block into provisional ids: ``types[j]`` is the j-th distinct
+    word in order of first use (``<eos>`` is 0), ``counts[j]`` its occurrences so far."""
+
+    def __init__(self) -> None:
+        self._ids = _TypeIds()
+        self.counts = np.zeros(0, np.int64)
+
+    @property
+    def types(self) -> list[str]:
+        return self._ids.types
+
+    def blocks(self, path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> Iterator[np.ndarray]:
+        """Each block's provisional ids, uint32 (no Python work per token beyond one
+        dictionary lookup); memory does not grow with the corpus, only with its types."""
+        lookup = self._ids.__getitem__
+        for block, last in _with_last(read_blocks(path, on_bytes, within_lines=True)):
+            if last and not block.endswith("\n"):  # the text's last line ends here
+                block += "\n"
+            words = block.replace("\n", f" {_LINE_END} ").split()
+            ids = np.fromiter(map(lookup, words), np.uint32, len(words))
+            del words  # before the next block's words exist
+            # counted block by block: bincount of the whole stream would copy it to int64
+            block_counts = np.bincount(ids, minlength=len(self.types))
+            block_counts[: len(self.counts)] += self.counts
+            self.counts = block_counts
+            yield ids
+
+
 def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> ScannedText:
-    """Tokenize a corpus in one pass into provisional ids (no Python work per token
-    beyond one dictionary lookup)."""
-    ids = _TypeIds()
-    lookup = ids.__getitem__
-    parts = []
-    counts = np.zeros(0, np.int64)
-    blocks = read_blocks(path, on_bytes, within_lines=True)
-    for block, last in _with_last(blocks):
-        if last and not block.endswith("\n"):  # the text's last line ends here
-            block += "\n"
-        words = block.replace("\n", f" {_LINE_END} ").split()
-        parts.append(np.fromiter(map(lookup, words), np.uint32, len(words)))
-        del words  # before the next block's words exist
-        # counted block by block: bincount of the whole stream would copy it to int64
-        block_counts = np.bincount(parts[-1], minlength=len(ids.types))
-        block_counts[: len(counts)] += counts
-        counts = block_counts
-    return ScannedText(ids.types, np.concatenate(parts), counts)
+    """Tokenize a corpus in one pass into provisional ids."""
+    scan = WordScan()
+    parts = list(scan.blocks(path, on_bytes))
+    return ScannedText(scan.types, np.concatenate(parts), scan.counts)
 
 
 def _with_last(items: Iterator[str]) -> Iterator[tuple[str, bool]]:

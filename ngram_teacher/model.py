@@ -219,12 +219,8 @@ def write_model(tokenizer, tokens: np.ndarray, tables: Iterable[OrderTable], ord
                 corpus: dict) -> None:
     """Write a model directory of ``tokens`` and their count ``tables`` (orders 1..``order``,
     lowest first) aside, then put it in place of ``out``."""
-    vocab_size = len(tokenizer.vocab)
-    work = temp_dir(out.parent, f".{out.name}.")
-    try:
-        tokenizer.save(work)
+    def fill(work: Path) -> tuple[int, str, list[int]]:
         np.save(work / TOKENS, tokens)
-        (work / COUNTS).mkdir()
         sizes = []
         for m, table in enumerate(tables, start=1):
             for name in TABLE_ARRAYS:
@@ -233,17 +229,32 @@ def write_model(tokenizer, tokens: np.ndarray, tables: Iterable[OrderTable], ord
             del table
             if on_order:
                 on_order(m)
+        return len(tokens), tokens_sha256(tokens), sizes
+
+    write_model_dir(tokenizer, order, out, corpus, fill)
+
+
+def write_model_dir(tokenizer, order: int, out: Path, corpus: dict,
+                    fill: Callable[[Path], tuple[int, str, list[int]]]) -> None:
+    """Write a model directory aside (the vocabulary, then ``fill(folder)``, which writes
+    tokens.npy and the count tables and returns (tokens, their sha256, n-grams per order),
+    then meta.json), and put it in place of ``out``."""
+    work = temp_dir(out.parent, f".{out.name}.")
+    try:
+        tokenizer.save(work)
+        (work / COUNTS).mkdir()
+        n_tokens, sha256, sizes = fill(work)
         meta = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "tool_version": TOOL_VERSION,
             "order": order,
-            "n_tokens": int(len(tokens)),
-            "vocab_size": vocab_size,
+            "n_tokens": int(n_tokens),
+            "vocab_size": len(tokenizer.vocab),
             "ngrams": sizes,
             "tokenizer": tokenizer.config(),
             "vocab_sha256": tokenizer.vocab.sha256(),
-            "tokens_sha256": tokens_sha256(tokens),
+            "tokens_sha256": sha256,
             "corpus": corpus,
         }
         (work / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

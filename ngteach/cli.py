@@ -34,6 +34,7 @@ from ngram_teacher.model import MAX_ORDER, NgramModel, build_model
 from ngram_teacher.rank import continuations
 from ngram_teacher.rankfile import RankFile
 from ngram_teacher.cloze import ClozeTeacher
+from ngram_teacher.bounded import build_bounded, parse_size
 from ngram_teacher.infini import InfiniTeacher, build_index
 from ngram_teacher.merge import merge_models
 from ngram_teacher.teachers import (NGRAM_KINDS, CountTeacher, load_teacher, parse_teacher_spec, teacher_rows,
@@ -111,6 +112,10 @@ def build(
     data_dir: Optional[Path] = typer.Option(None, help="Local mirror of named corpora (NAME/SPLIT.txt)."),
     infini: bool = typer.Option(False, "--infini", help="Also index the corpus for the unbounded-order teacher "
                                                         "(infini:DIR; otherwise indexed on its first use)."),
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SIZE",
+                                         help="Count within this much working memory (e.g. 2G), whatever the corpus "
+                                              "size, spilling sorted runs to a folder beside --out; the same model "
+                                              "(word vocabularies)."),
 ) -> None:
     """Count the n-grams of CORPUS and write a model directory.
 
@@ -120,16 +125,24 @@ def build(
       ngteach build wikitext-2:train --data-dir ../shared/corpora --min-count 2
       zcat corpus.txt.gz | ngteach build - --order 5
       ngteach build corpus.txt --infini     # then: ngteach rank --teacher infini:model
+      ngteach build big.txt --memory 2G
     """
     _check_utf8(str(out))  # the model's vocabulary (marisa-trie) is opened by a UTF-8 path
     started = time.perf_counter()
     tokenize = _tokenize_with(tokenizer, vocab_size, sp_model, min_count, max_vocab)
+    budget = None if memory is None else parse_size(memory)
+    if budget is not None and (tokenizer or "word") != "word":
+        raise NgteachError("--memory builds word vocabularies; sentencepiece reads the whole corpus at once")
     if not out.resolve().parent.is_dir():
         raise NgteachError(f"{out.parent}: no such directory for --out")
     with corpus_argument(corpus, data_dir, out.resolve().parent) as (path, source), progress_bars() as bars:
         read = bars.add(f"read {Path(source).name}", _text_size(path), "bytes")
         counted = bars.add("count", order, "orders")
-        build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1), source=source)
+        if budget is None:
+            build_model(path, out, order, tokenize, on_bytes=read, on_order=lambda m: counted(1), source=source)
+        else:
+            build_bounded(path, out, order, budget, min_count or 1, max_vocab, on_bytes=read,
+                          on_order=lambda m: counted(1), source=source)
     if infini:
         build_index(NgramModel(out))
     meta = NgramModel(out).meta

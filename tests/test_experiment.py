@@ -411,7 +411,8 @@ def test_a_folder_made_before_records_gets_them_if_its_splits_are_the_specs(grid
     records = [source, *teachers]
     assert json.loads(source.read_text())["valid_fraction"] == 0.1
     assert [json.loads(p.read_text()) for p in teachers] == [
-        {"kind": "count", "order": 2, "k": 4}, {"kind": "kneser-ney", "order": 2, "k": 4, "discount_fallback": True}]
+        {"kind": "count", "order": 2, "k": 4},
+        {"kind": "kneser-ney", "order": 2, "k": 4, "discount_fallback": True, "leave_one_out": False}]
     made = {p: p.read_bytes() for p in records}
     for p in records:
         p.unlink()
