@@ -7,9 +7,15 @@ teacher rows, :mod:`student.train` the training loop of ``ngteach distill``, and
 neural teachers (:mod:`student.neural_teachers`) to the teacher specs of
 :func:`ngram_teacher.load_teacher`.
 """
+import os
 from pathlib import Path
 
 from ngram_teacher.teachers import TEACHER_KINDS, TeacherKind
+
+# MKL, under torch's CPU matrix products, by default uses fewer threads when the machine is
+# busy: another summation order, other last bits. Fixed, the same run gives the same numbers
+# however loaded the machine is (read when MKL starts, at the first product).
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
 
 def _neural(kind: str):
