@@ -43,8 +43,11 @@ void sort_positions_by_word(const u32 *tokens, i64 n, u32 vocab_size, u32 *hist,
 
 /* Count the m-grams of one order. The m-gram ending at position i has context
  * prev[i-1] (the id of the (m-1)-gram ending at i-1), or context 0 for order 1
- * (prev == NULL). Positions are bucketed by context, in by-word order, so each
+ * (prev == NULL). Positions are bucketed by context, in by-word order (by_word
+ * holds the positions of word w at word_starts[w]..word_starts[w+1]), so each
  * bucket comes out sorted by word: one stable counting sort instead of a sort.
+ * The buckets are then read in order, so a position's context is its bucket and
+ * only its word is looked up (memory latency, not arithmetic, is the cost here).
  * A position holding the word `start` (a sentence start marker; NONE for none)
  * only ever begins n-grams: no m-gram of order 2 or more ends there, and so none
  * spans it.
@@ -52,8 +55,9 @@ void sort_positions_by_word(const u32 *tokens, i64 n, u32 vocab_size, u32 *hist,
  * Writes cur[i] = id of the m-gram ending at i (NONE where none does), the
  * table words/counts (n_m entries) and offsets (n_ctx + 1 entries); returns n_m.
  * hist needs n_ctx + 1 entries, sorted n entries. */
-i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *prev, u32 n_ctx, u32 start,
-                u32 *hist, u32 *sorted, u32 *cur, u32 *words, u32 *counts, u32 *offsets)
+i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *word_starts, u32 vocab_size,
+                const u32 *prev, u32 n_ctx, u32 start, u32 *hist, u32 *sorted, u32 *cur, u32 *words,
+                u32 *counts, u32 *offsets)
 {
     memset(hist, 0, (size_t)(n_ctx + 1) * sizeof(u32));
     memset(cur, 0xff, (size_t)n * sizeof(u32));
@@ -62,32 +66,34 @@ i64 count_order(const u32 *tokens, i64 n, const u32 *by_word, const u32 *prev, u
         u32 c = CONTEXT_OF(i);
         if (c != NONE) hist[c + 1]++;
     }
-    for (u32 c = 0; c < n_ctx; c++) hist[c + 1] += hist[c];
-    i64 n_valid = hist[n_ctx];
-    for (i64 j = 0; j < n; j++) {
-        u32 i = by_word[j];
-        u32 c = CONTEXT_OF(i);
-        if (c != NONE) sorted[hist[c]++] = i;
-    }
-    /* hist[c] is now the end of bucket c. */
-    i64 id = -1;
-    u32 last_c = NONE, last_w = NONE, next_ctx = 0;
-    for (i64 j = 0; j < n_valid; j++) {
-        u32 i = sorted[j];
-        u32 c = CONTEXT_OF(i), w = tokens[i];
-        if (c != last_c || w != last_w) {
-            id++;
-            while (next_ctx <= c) offsets[next_ctx++] = (u32)id;
-            words[id] = w;
-            counts[id] = 0;
-            last_c = c;
-            last_w = w;
-        }
-        counts[id]++;
-        cur[i] = (u32)id;
-    }
 #undef CONTEXT_OF
-    while (next_ctx <= n_ctx) offsets[next_ctx++] = (u32)(id + 1);
+    for (u32 c = 0; c < n_ctx; c++) hist[c + 1] += hist[c];
+    for (u32 w = 0; w < vocab_size; w++) {
+        if (prev != NULL && w == start) continue;  /* nothing of order 2 or more ends at a start */
+        for (u32 j = word_starts[w]; j < word_starts[w + 1]; j++) {
+            u32 i = by_word[j];
+            u32 c = prev == NULL ? 0u : (i == 0 ? NONE : prev[i - 1]);
+            if (c != NONE) sorted[hist[c]++] = i;
+        }
+    }
+    /* hist[c] is now the end of bucket c, and the start of bucket c + 1. */
+    i64 id = -1;
+    for (u32 c = 0, begin = 0; c < n_ctx; begin = hist[c++]) {
+        offsets[c] = (u32)(id + 1);
+        u32 last_w = NONE;
+        for (u32 j = begin; j < hist[c]; j++) {
+            u32 i = sorted[j], w = tokens[i];
+            if (w != last_w) {
+                id++;
+                words[id] = w;
+                counts[id] = 0;
+                last_w = w;
+            }
+            counts[id]++;
+            cur[i] = (u32)id;
+        }
+    }
+    offsets[n_ctx] = (u32)(id + 1);
     return id + 1;
 }
 

@@ -7,6 +7,7 @@ checked for dtype and contiguity by ``ndpointer`` before any C code runs.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.ctypeslib import ndpointer
@@ -23,8 +24,8 @@ _ptrs = ctypes.POINTER(ctypes.c_void_p)
 
 _lib.sort_positions_by_word.argtypes = [_u32, _i64, _c_u32, _u32, _u32]
 _lib.sort_positions_by_word.restype = None
-_lib.count_order.argtypes = [_u32, _i64, _u32, ctypes.c_void_p, _c_u32, _c_u32, _u32, _u32, _u32, _u32, _u32,
-                             _u32]
+_lib.count_order.argtypes = [_u32, _i64, _u32, _u32, _c_u32, ctypes.c_void_p, _c_u32, _c_u32, _u32, _u32, _u32,
+                             _u32, _u32, _u32]
 _lib.count_order.restype = _i64
 _lib.suffix_ids.argtypes = [_u32, _u32, _i64, _u32]
 _lib.suffix_ids.restype = None
@@ -45,14 +46,23 @@ NONE = np.uint32(0xFFFFFFFF)
 MAX_ORDER = 16  # _kernels.c keeps a batch of ids per order on the stack
 
 
-def positions_by_word(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+@dataclass
+class ByWord:
+    """The positions of a stream grouped by word: word w's are positions[starts[w]:starts[w+1]]."""
+
+    positions: np.ndarray  # uint32, ascending within each word
+    starts: np.ndarray  # uint32 [vocab_size + 1]
+
+
+def positions_by_word(tokens: np.ndarray, vocab_size: int) -> ByWord:
     """Positions of ``tokens`` grouped by word, ascending within each word."""
     out = np.empty(len(tokens), np.uint32)
-    _lib.sort_positions_by_word(tokens, len(tokens), vocab_size, np.empty(vocab_size + 1, np.uint32), out)
-    return out
+    ends = np.empty(vocab_size + 1, np.uint32)  # the kernel leaves each word's end here
+    _lib.sort_positions_by_word(tokens, len(tokens), vocab_size, ends, out)
+    return ByWord(out, np.concatenate(([0], ends[:vocab_size])).astype(np.uint32))
 
 
-def count_order(tokens: np.ndarray, by_word: np.ndarray, prev: np.ndarray | None, n_contexts: int,
+def count_order(tokens: np.ndarray, by_word: ByWord, prev: np.ndarray | None, n_contexts: int,
                 start: int = NONE):
     """One order of the count tables (see ``_kernels.c``).
 
@@ -65,8 +75,9 @@ def count_order(tokens: np.ndarray, by_word: np.ndarray, prev: np.ndarray | None
     ids, words, counts = (np.empty(n, np.uint32) for _ in range(3))
     offsets = np.empty(n_contexts + 1, np.uint32)
     prev_ptr = None if prev is None else prev.ctypes.data
-    _lib.count_order(tokens, n, by_word, prev_ptr, n_contexts, int(start), np.empty(n_contexts + 1, np.uint32),
-                     np.empty(n, np.uint32), ids, words, counts, offsets)
+    _lib.count_order(tokens, n, by_word.positions, by_word.starts, len(by_word.starts) - 1, prev_ptr, n_contexts,
+                     int(start), np.empty(n_contexts + 1, np.uint32), np.empty(n, np.uint32), ids, words, counts,
+                     offsets)
     return ids, words, counts, offsets
 
 
