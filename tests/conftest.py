@@ -69,6 +69,19 @@ def tiny_corpus(write_corpus) -> Path:
     return write_corpus("a b c\na b d\na b c\n")
 
 
+def same_model_files(a: Path, b: Path) -> tuple[dict, dict]:
+    """Assert that two model directories hold the same files, byte for byte, but for
+    meta.json; return both meta.json objects, for the caller to compare."""
+    import json
+
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    for name in names:
+        if name != "meta.json":
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    return json.loads((a / "meta.json").read_text()), json.loads((b / "meta.json").read_text())
+
+
 def head_lines(path: Path, n_tokens: int) -> str:
     """The first whole lines of ``path`` holding at least ``n_tokens`` tokens
     (words plus one <eos> per line), as text with '\\n' line ends."""

@@ -1,7 +1,6 @@
 """Shards built apart and merged give the model of the whole corpus, file for file."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -19,12 +18,9 @@ NGTEACH = [sys.executable, "-m", "ngteach"]
 
 def same_models(merged, whole) -> None:
     """Every file the same, meta.json but for its corpus record."""
-    names = sorted(p.relative_to(whole).as_posix() for p in whole.rglob("*") if p.is_file())
-    assert names == sorted(p.relative_to(merged).as_posix() for p in merged.rglob("*") if p.is_file())
-    for name in names:
-        if name != "meta.json":
-            assert (merged / name).read_bytes() == (whole / name).read_bytes(), name
-    meta, expected = (json.loads((m / "meta.json").read_text()) for m in (merged, whole))
+    from conftest import same_model_files
+
+    meta, expected = same_model_files(merged, whole)
     assert [s["bytes"] for s in meta.pop("corpus")["shards"]] and expected.pop("corpus")
     assert meta == expected
 
