@@ -46,7 +46,7 @@ from corpora.vocab import Vocabulary
 
 from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables, read_arpa
 from .model import NgramModel, file_sha256
-from .rank import check_k, check_min_order, position_runs
+from .rank import check_k, check_min_order, position_runs, spread_ranges
 from .rankfile import LOGPROB_SCORES
 
 NONE = -1
@@ -436,8 +436,7 @@ class ArpaTeacher:
             table, context = self.orders[j], rows.nodes[j]
             has = np.flatnonzero(context != NONE)
             lo, hi = table.offsets[context[has]], table.offsets[context[has] + 1]
-            row = np.repeat(has, hi - lo)
-            at = np.arange(len(row)) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo) + np.repeat(lo, hi - lo)
+            row, at = spread_ranges(has, lo, hi)
             dense[row, table.candidate_words[at]] = self._score(table.candidate_ln[at], rows.above[j][row])
         vocabulary = dense[:, self.model_to_arpa]
         top = vocabulary.max(axis=1, keepdims=True)

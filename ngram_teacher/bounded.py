@@ -23,6 +23,7 @@ byte for byte (tests/test_bounded.py). Word-level vocabularies only.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -234,11 +235,10 @@ class _OrderCounter:
     def _write_table(self, counts_dir: Path, size: int, n_contexts: int) -> None:
         """words, counts, offsets, cont_words and cont_counts of the merged keys, a block
         of whole context groups at a time (the last group of a block waits for the next)."""
-        writers = {name: _NpyWriter(counts_dir / f"{self.m}.{name}.npy", U32,
-                                    n_contexts + 1 if name == "offsets" else size) for name in TABLE_ARRAYS}
-        for writer in writers.values():
-            writer.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            writers = {name: stack.enter_context(_NpyWriter(counts_dir / f"{self.m}.{name}.npy", U32,
+                                                            n_contexts + 1 if name == "offsets" else size))
+                       for name in TABLE_ARRAYS}
             next_context, done = 0, 0
             for start in range(0, size, self.chunk):
                 stop = min(start + self.chunk, size)
@@ -259,10 +259,6 @@ class _OrderCounter:
                     writers[name].write(values)
                 next_context, done = last + 1, done + whole
             writers["offsets"].write(np.full(n_contexts + 1 - next_context, size))
-        finally:
-            failed = (None, None, None)
-            for writer in writers.values():
-                writer.__exit__(*failed)
 
 
 class _Run:

@@ -37,6 +37,7 @@ from .kneser_ney import (_checked_fallback, adjust_counts, count_sentence_ngrams
                          sentence_stream)
 from .kernels import NONE
 from .model import NgramModel
+from .rank import spread_ranges
 from .rankfile import LOGPROB_SCORES
 
 BLOCK_ROWS = 256
@@ -176,7 +177,7 @@ class LeaveOneOutTeacher:
                 above = above * np.where(total > 0, freed / total, 1.0)
             left[m - 1] = a - out
             contexts.append(np.where(has, context, -1))
-            changed.append((gram, out))
+            changed.append((has, a, out))
         contexts.reverse()
         changed.reverse()
         probs = np.empty((n, self.n_vocab))
@@ -187,14 +188,11 @@ class LeaveOneOutTeacher:
             level, context = self.orders[m - 1], contexts[m - 1]
             has = np.flatnonzero(context >= 0)
             lo, hi = level.offsets[context[has]], level.offsets[context[has] + 1]
-            row = np.repeat(has, hi - lo)
-            at = np.arange(len(row)) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo) + np.repeat(lo, hi - lo)
+            row, at = spread_ranges(has, lo, hi)
             probs[row, level.words[at]] += coef[m - 1][row] * level.disc[at]
         truth = self.corpus[positions].astype(np.int64)
-        for m, (gram, out) in enumerate(changed, start=1):  # the truth's own count, each order
+        for m, (has, a, out) in enumerate(changed, start=1):  # the truth's own count, each order
             level = self.orders[m - 1]
-            has = gram >= 0
-            a = np.where(has, level.adjusted[np.maximum(gram, 0)], 0)
             now = a - out
             probs[rows, truth] += np.where(has, coef[m - 1] * ((now - level.discount(now)) - (a - level.discount(a))),
                                            0.0)

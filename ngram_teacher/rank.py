@@ -61,6 +61,15 @@ def position_runs(positions: np.ndarray) -> list[tuple[int, int]]:
     return [(int(run[0]), int(run[-1]) + 1) for run in np.split(positions, breaks) if len(run)]
 
 
+def spread_ranges(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every index of the ranges [lo, hi) (one per row of ``rows``), each with its row:
+    (row of each index, index), to read many contexts' continuations in one gather."""
+    lengths = hi - lo
+    row = np.repeat(rows, lengths)
+    at = np.arange(len(row)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(lo, lengths)
+    return row, at
+
+
 @dataclass
 class Candidate:
     word: str
