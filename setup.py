@@ -1,4 +1,4 @@
-"""Builds the C kernels of the N-gram teacher; everything else is in pyproject.toml."""
+"""Builds the C kernels (the word scanner of corpora, the N-gram teacher's loops); everything else is in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(
@@ -7,6 +7,8 @@ setup(
             "ngram_teacher._kernels",
             ["ngram_teacher/_kernels.c"],
             extra_compile_args=["-O3", "-std=c99"],
-        )
+            libraries=["m"],
+        ),
+        Extension("corpora._words", ["corpora/_words.c"], extra_compile_args=["-O3", "-std=c99"]),
     ]
 )

@@ -158,11 +158,16 @@ def measure_stages(corpus: Path, order: int, work: Path) -> dict:
 
 # ---- one corpus size ----------------------------------------------------------------------
 
-def ensure_corpus(n_tokens: int, seed: int, data: Path) -> Path:
-    path = data / f"corpus-{n_tokens}-s{seed}.txt"
+def ensure_corpus(n_tokens: int, seed: int, data: Path, source: str | None = None) -> Path:
+    """bench/data/corpus-<N>-s<seed>[-<corpus>].txt, made by make_corpus.py if missing; ``source``
+    is one text under ../shared/corpora to sample from (e.g. tinyshakespeare/input.txt; default:
+    make_corpus.py's mix)."""
+    tag = f"-{Path(source).parts[0]}" if source else ""
+    path = data / f"corpus-{n_tokens}-s{seed}{tag}.txt"
     if not path.exists():
+        sources = ["--source", str(BENCH.parent.parent / "shared" / "corpora" / source)] if source else []
         subprocess.run([sys.executable, str(BENCH / "make_corpus.py"), "--tokens", str(n_tokens),
-                        "--seed", str(seed), "--out", str(path)], check=True)
+                        "--seed", str(seed), "--out", str(path)] + sources, check=True)
     return path
 
 

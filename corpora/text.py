@@ -8,27 +8,45 @@ words are what ``str.split()`` returns.
 from __future__ import annotations
 
 import bz2
+import codecs
 import gzip
 import hashlib
 import lzma
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+import ctypes
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
+from numpy.ctypeslib import ndpointer
 
+from . import _words
 from .errors import NgteachError
+
+_words_lib = ctypes.CDLL(_words.__file__)
+_words_lib.words_new.restype = ctypes.c_void_p
+_words_lib.words_free.argtypes = [ctypes.c_void_p]
+_words_lib.words_free.restype = None
+_words_lib.words_scan.argtypes = [ctypes.c_void_p, ndpointer(np.uint8, flags="C_CONTIGUOUS"), ctypes.c_int64,
+                                  ndpointer(np.uint32, flags="C_CONTIGUOUS")]
+_words_lib.words_scan.restype = ctypes.c_int64
+_words_lib.words_types.argtypes = [ctypes.c_void_p]
+_words_lib.words_types.restype = ctypes.c_int64
+_words_lib.words_arena_bytes.argtypes = [ctypes.c_void_p]
+_words_lib.words_arena_bytes.restype = ctypes.c_int64
+_words_lib.words_export.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+_words_lib.words_export.restype = None
 
 EOS = "<eos>"
 UNK = "<unk>"
 # A block's words live as Python strings (about 60 bytes each) while it is encoded, so
 # blocks are kept small: 4 MiB of text is about 40 MB of strings.
 BLOCK_BYTES = 1 << 22
-# Stands for a line end inside a block. NUL never occurs in accepted text (binary is
-# refused), so it cannot collide with a word.
-_LINE_END = "\x00"
 
 ByteCallback = Callable[[int], None]
 # Compressed corpora, by their file name's suffix.
@@ -68,14 +86,31 @@ def open_corpus(path: Path) -> Iterator[BinaryIO]:
         raise NgteachError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def corpus_digest(path: str | os.PathLike) -> tuple[str, int]:
-    """(sha256, length) of a corpus's bytes, decompressed: the text, however it is stored."""
+def corpus_digest(path: str | os.PathLike, stop: threading.Event | None = None) -> tuple[str, int]:
+    """(sha256, length) of a corpus's bytes, decompressed: the text, however it is stored.
+    Given ``stop``, gives up (returning ("", 0)) as soon as it is set."""
     digest, size = hashlib.sha256(), 0
     with open_corpus(Path(path)) as f:
         while chunk := f.read(BLOCK_BYTES):
+            if stop is not None and stop.is_set():
+                return "", 0
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+@contextmanager
+def digest_meanwhile(path: str | os.PathLike) -> Iterator[Callable[[], tuple[str, int]]]:
+    """Hash a corpus (:func:`corpus_digest`) in a thread while the body runs (hashlib lets
+    go of the GIL, so it takes no time from the body on a second core); yields the function
+    that waits for the result. Leaving the body by an exception stops the hashing."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(corpus_digest, path, stop)
+        try:
+            yield digest.result
+        finally:
+            stop.set()
 
 
 def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
@@ -86,52 +121,62 @@ def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
 
     Refuses binary data (a NUL byte) and invalid UTF-8, naming the byte offset.
     """
+    for block, offset in _byte_blocks(path, on_bytes, within_lines):
+        text = _checked_text(path, block, offset)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        yield text
+
+
+def _byte_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None,
+                 within_lines: bool) -> Iterator[tuple[memoryview, int]]:
+    """:func:`read_blocks`'s blocks as bytes, not yet checked, with their offsets in the text.
+
+    The file is read into one buffer, used again and again: a block is a view of it, valid
+    until the next block is asked for (copying 100 MB of text three times over cost more
+    than scanning it). What follows a block's last line end is moved to the buffer's front,
+    and a line longer than the buffer gets a bigger one."""
     path = check_corpus(path)
-    offset = 0
-    carry = b""
+    offset, held = 0, 0  # held: the bytes at the buffer's front that no block has had yet
+    buffer = bytearray(2 * BLOCK_BYTES)
     with open_corpus(path) as f:
-        while raw := f.read(BLOCK_BYTES):
-            data = carry + raw
-            cut = data.rfind(b"\n") + 1
+        while True:
+            if len(buffer) < held + BLOCK_BYTES:  # a new buffer, not a resize: views of this one may live on
+                bigger = bytearray(2 * (held + BLOCK_BYTES))
+                bigger[:held] = buffer[:held]
+                buffer = bigger
+            got = f.readinto(memoryview(buffer)[held:held + BLOCK_BYTES])
+            if not got:
+                break
+            end = held + got
+            cut = buffer.rfind(b"\n", 0, end) + 1
             if not cut and within_lines:  # no line end in a whole block: a word boundary will do
-                cut = max(data.rfind(b" "), data.rfind(b"\t")) + 1
-            block, carry = data[:cut], data[cut:]
-            if block:
-                yield _decode(path, block, offset)
-                offset += len(block)
+                cut = max(buffer.rfind(b" ", 0, end), buffer.rfind(b"\t", 0, end)) + 1
+            if cut:
+                yield memoryview(buffer)[:cut], offset
+                offset += cut
+            buffer[:end - cut] = buffer[cut:end]
+            held = end - cut
             if on_bytes:
-                on_bytes(len(raw))
-    if carry:
-        yield _decode(path, carry, offset)
+                on_bytes(got)
+    if held:
+        yield memoryview(buffer)[:held], offset
 
 
-def _decode(path: Path, block: bytes, offset: int) -> str:
-    nul = block.find(b"\x00")
-    if nul >= 0:
-        raise NgteachError(f"{path}: binary data, not text (NUL byte at offset {offset + nul})")
+def _checked_text(path: Path, block: memoryview, offset: int) -> str:
+    """The block decoded; NgteachError naming the offset if it is binary (the first NUL
+    byte) or not UTF-8."""
     try:
-        text = block.decode("utf-8")
+        text = codecs.utf_8_decode(block, "strict", True)[0]
     except UnicodeDecodeError as e:
-        raise NgteachError(
-            f"{path}: not UTF-8 text (byte 0x{block[e.start]:02x} at offset {offset + e.start})"
-        ) from None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text, bad = None, e.start
+    nul = bytes(block).find(b"\x00") if text is None else text.find("\x00")
+    if nul >= 0:
+        at = nul if text is None else len(text[:nul].encode("utf-8"))
+        raise NgteachError(f"{path}: binary data, not text (NUL byte at offset {offset + at})")
+    if text is None:
+        raise NgteachError(f"{path}: not UTF-8 text (byte 0x{block[bad]:02x} at offset {offset + bad})")
     return text
-
-
-class _TypeIds(dict):
-    """word -> provisional id, handing out the next id to each new word."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.types: list[str] = []
-        self[_LINE_END] = self[EOS]
-
-    def __missing__(self, word: str) -> int:
-        self.types.append(word)
-        self[word] = len(self.types) - 1
-        return self[word]
 
 
 @dataclass
@@ -146,45 +191,79 @@ class ScannedText:
 
 class WordScan:
     """A corpus read block by block into provisional ids: ``types[j]`` is the j-th distinct
-    word in order of first use (``<eos>`` is 0), ``counts[j]`` its occurrences so far."""
+    word in order of first use (``<eos>`` is 0, and stands for every line end too),
+    ``counts[j]`` its occurrences so far. The words are found and looked up in C
+    (``_words.c``); Python only checks each block is UTF-8 text."""
 
     def __init__(self) -> None:
-        self._ids = _TypeIds()
-        self.counts = np.zeros(0, np.int64)
+        self._scan = _words_lib.words_new()
+        if not self._scan:
+            raise MemoryError("no memory for the word table")
+        weakref.finalize(self, _words_lib.words_free, self._scan)
 
     @property
     def types(self) -> list[str]:
-        return self._ids.types
+        arena = ctypes.create_string_buffer(_words_lib.words_arena_bytes(self._scan))
+        _words_lib.words_export(self._scan, arena, None)
+        return arena.raw.decode("utf-8").split("\x00")[:-1]
+
+    @property
+    def counts(self) -> np.ndarray:
+        counts = np.empty(_words_lib.words_types(self._scan), np.int64)
+        _words_lib.words_export(self._scan, None, counts.ctypes.data)
+        return counts
 
     def blocks(self, path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> Iterator[np.ndarray]:
-        """Each block's provisional ids, uint32 (no Python work per token beyond one
-        dictionary lookup); memory does not grow with the corpus, only with its types."""
-        lookup = self._ids.__getitem__
-        for block, last in _with_last(read_blocks(path, on_bytes, within_lines=True)):
-            if last and not block.endswith("\n"):  # the text's last line ends here
-                block += "\n"
-            words = block.replace("\n", f" {_LINE_END} ").split()
-            ids = np.fromiter(map(lookup, words), np.uint32, len(words))
-            del words  # before the next block's words exist
-            # counted block by block: bincount of the whole stream would copy it to int64
-            block_counts = np.bincount(ids, minlength=len(self.types))
-            block_counts[: len(self.counts)] += self.counts
-            self.counts = block_counts
-            yield ids
+        """Each block's provisional ids, uint32; memory does not grow with the corpus, only
+        with its types."""
+        for block in self._checked_blocks(path, on_bytes):
+            ids = np.empty(len(block), np.uint32)
+            yield ids[:self.scan_block(block, ids)].copy()  # the buffer has room for one id per byte
+
+    def scan_into(self, path: str | os.PathLike, out: np.ndarray, on_bytes: ByteCallback | None = None) -> int:
+        """Write the ids of the corpus to ``out`` (room for one id per byte of text, and one
+        more) and return how many there are."""
+        used = 0
+        for block in self._checked_blocks(path, on_bytes):
+            if len(out) - used < len(block):
+                raise NgteachError(f"{path}: the file grew while it was read")
+            used += self.scan_block(block, out[used:])
+        return used
+
+    def scan_block(self, block: bytes | memoryview, out: np.ndarray) -> int:
+        """Write the ids of a block of text to ``out``, which has room for one per byte;
+        return how many."""
+        assert len(out) >= len(block) and out.dtype == np.uint32 and out.flags.c_contiguous
+        n = _words_lib.words_scan(self._scan, np.frombuffer(block, np.uint8), len(block), out)
+        if n < 0:
+            raise MemoryError("no memory for the word table")
+        return n
+
+    @staticmethod
+    def _checked_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None) -> Iterator[memoryview | bytes]:
+        """The corpus's blocks (a line may be cut, a word never), checked as text (see
+        :func:`_byte_blocks`: a block lives until the next), then a line end if the text's
+        last line has none."""
+        ends_line = True
+        for block, offset in _byte_blocks(path, on_bytes, within_lines=True):
+            _checked_text(path, block, offset)
+            ends_line = block[-1] in b"\n\r"
+            yield block
+        if not ends_line:
+            yield b"\n"
 
 
 def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> ScannedText:
-    """Tokenize a corpus in one pass into provisional ids."""
+    """Tokenize a corpus in one pass into provisional ids.
+
+    A file read as is holds at most one id per byte, and one more if its last line lacks
+    a line end, so the ids are written straight into an array of that size, whose untouched
+    end never takes memory; the blocks of a compressed file are joined at the end instead."""
+    path = check_corpus(path)
     scan = WordScan()
-    parts = list(scan.blocks(path, on_bytes))
-    return ScannedText(scan.types, np.concatenate(parts), scan.counts)
-
-
-def _with_last(items: Iterator[str]) -> Iterator[tuple[str, bool]]:
-    """Each item with whether it is the last."""
-    previous = next(items, None)
-    for item in items:
-        yield previous, False
-        previous = item
-    if previous is not None:
-        yield previous, True
+    if path.suffix.lower() in DECOMPRESS:
+        stream = np.concatenate(list(scan.blocks(path, on_bytes)))
+    else:
+        room = np.empty(os.path.getsize(path) + 1, np.uint32)
+        stream = room[:scan.scan_into(path, room, on_bytes)]
+    return ScannedText(scan.types, stream, scan.counts)

@@ -19,6 +19,8 @@ from .errors import NgteachError
 from .text import ByteCallback, scan_words
 from .vocab import Vocabulary
 
+MAP_SLICE = 1 << 20  # ids mapped to vocabulary ids at a time
+
 
 class WordTokenizer:
     """Whitespace words plus ``<eos>``; words outside the vocabulary become ``<unk>``."""
@@ -45,11 +47,11 @@ class WordTokenizer:
             raise NgteachError(f"--max-vocab must be at least 2, not {max_size}")
         scanned = scan_words(path, on_bytes)
         vocab = Vocabulary.from_counts(scanned.types, scanned.counts, min_count, max_size)
-        return cls(vocab, min_count, max_size), vocab.map_types(scanned.types)[scanned.stream]
+        return cls(vocab, min_count, max_size), _mapped(vocab.map_types(scanned.types), scanned.stream)
 
     def encode_file(self, path: str | os.PathLike, on_bytes: ByteCallback | None = None) -> np.ndarray:
         scanned = scan_words(path, on_bytes)
-        return self.vocab.map_types(scanned.types)[scanned.stream]
+        return _mapped(self.vocab.map_types(scanned.types), scanned.stream)
 
     def encode_text(self, text: str) -> np.ndarray:
         return self.vocab.map_types(text.split())
@@ -63,6 +65,14 @@ class WordTokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike, config: dict) -> "WordTokenizer":
         return cls(Vocabulary.load(directory), config.get("min_count", 1), config.get("max_size"))
+
+
+def _mapped(mapping: np.ndarray, stream: np.ndarray) -> np.ndarray:
+    """``mapping[stream]``, written over ``stream`` a slice at a time (no second copy of a
+    corpus-sized array)."""
+    for start in range(0, len(stream), MAP_SLICE):
+        stream[start:start + MAP_SLICE] = mapping[stream[start:start + MAP_SLICE]]
+    return stream
 
 
 def load_tokenizer(directory: str | os.PathLike, config: dict):

@@ -19,6 +19,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 typedef uint32_t u32;
@@ -104,6 +105,143 @@ void suffix_ids(const u32 *cur, const u32 *lower, i64 n, u32 *suffix)
 {
     for (i64 i = 0; i < n; i++)
         if (cur[i] != NONE) suffix[cur[i]] = lower[i];
+}
+
+/* ---- counting by packed keys ---------------------------------------------
+ * When `order` words of `bits` bits each fit in 64 bits, the m-grams of every
+ * order come from one sort: the key of position s packs the words s..s+order-1,
+ * first word highest, with the sentinel (all ones) past the end of the stream
+ * and, given a `stop` word, after it (sentences: nothing continues past </s>).
+ * Sorted, the keys list the m-grams of every order m as their m-word prefixes,
+ * in lexicographic order, which is the tables' (context id, word) order. numpy
+ * sorts the keys (vectorised, in place): a fraction of count_order's random
+ * reads, which it needs once per order. The keys are made and sorted in chunks
+ * of first words, which bounds their memory. */
+
+/* counts[w] += occurrences of w in tokens[0..n) (numpy's bincount would copy
+ * the stream to 64-bit ids first). */
+void count_words(const u32 *tokens, i64 n, i64 *counts)
+{
+    for (i64 i = 0; i < n; i++) counts[tokens[i]]++;
+}
+
+/* The keys of the positions of tokens[0..n) whose first word is in [lo, hi)
+ * (keys[s] packs words s..s+order-1). With `bos` != NONE, a sentence start key
+ * (bos, then the line's first words) comes before each line's first position
+ * (a line starts at 0 and after every `stop`), if bos is in [lo, hi). Returns
+ * the number of keys kept; keys needs room for one more. The window of words
+ * is rolled along the stream, and cut after the next `stop` (filled with the
+ * sentinel, all ones). */
+i64 packed_keys(const u32 *tokens, i64 n, int order, int bits, u32 stop, u32 bos, u32 lo, u32 hi, u64 *keys)
+{
+    const u64 sentinel = (1ull << bits) - 1;
+    const int width = order * bits;
+    const u64 full = width == 64 ? ~0ull : (1ull << width) - 1;
+    const int with_bos = bos != NONE && bos >= lo && bos < hi;
+    u64 after[MAX_ORDER]; /* after[d]: the bits of the words after word d of a key */
+    for (int d = 0; d < order; d++) after[d] = (1ull << ((order - 1 - d) * bits)) - 1;
+    u64 window = 0;
+    unsigned is_stop = 0; /* bit order-1-j: word j of the window is `stop` */
+    for (int j = 0; j < order; j++) {
+        u32 w = j < n ? tokens[j] : NONE;
+        window = window << bits | (j < n ? w : sentinel);
+        is_stop = is_stop << 1 | (w == stop);
+    }
+    const unsigned window_bits = (1u << order) - 1;
+    i64 out = 0;
+    for (i64 s = 0; s < n; s++) {
+        unsigned cut = is_stop & ~1u; /* a stop before the window's last word cuts it */
+        u64 key = cut ? window | after[order - 32 + __builtin_clz(cut)] : window;
+        if (with_bos && (s == 0 || tokens[s - 1] == stop))
+            keys[out++] = (u64)bos << ((order - 1) * bits) | key >> bits;
+        keys[out] = key;
+        out += (u32)(tokens[s] - lo) < (u32)(hi - lo); /* kept if its first word is in range */
+        u32 next = s + order < n ? tokens[s + order] : NONE;
+        window = (window << bits & full) | (s + order < n ? next : sentinel);
+        is_stop = (is_stop << 1 | (next == stop)) & window_bits;
+    }
+    return out;
+}
+
+/* keys[i] packs row i of rows (n x width words, a word may be the sentinel),
+ * cut after its first `stop` as packed_keys cuts; with `first` != NONE, the key
+ * is first followed by the row's words but its first. */
+void pack_rows(const u32 *rows, i64 n, int width, int bits, u32 stop, u32 first, u64 *keys)
+{
+    const u64 sentinel = (1ull << bits) - 1;
+    for (i64 i = 0; i < n; i++) {
+        const u32 *row = rows + i * width;
+        u64 key = first == NONE ? row[0] : first;
+        int live = first == NONE ? row[0] != stop : 1;
+        for (int j = 1; j < width; j++) {
+            key = key << bits | (live ? row[j] : sentinel);
+            live &= row[j] != stop;
+        }
+        keys[i] = key;
+    }
+}
+
+/* Append the m-grams of sorted keys to the tables of orders 1..order, each key
+ * counting weights[i] times (once without weights): words,
+ * counts and offsets are pointer tables indexed by order (as for rank_rows),
+ * with room for every m-gram, and size[m] (MAX_ORDER + 1 entries, zero at
+ * first) counts those of order m so far. Keys come in chunks by first word,
+ * so a chunk never continues an m-gram of the one before. offsets[m][c] is set
+ * as context c is made; with `dense` unigrams, order 1 is every word id (its
+ * words, counts and offsets are the caller's) and offsets[2] is indexed by word,
+ * so the caller fills the groups of words never seen. */
+void packed_tables(const u64 *keys, i64 n, const u32 *weights, int order, int bits, int dense, u32 **words,
+                   u32 **counts, u32 **offsets, i64 *size)
+{
+    const u64 mask = (1ull << bits) - 1;
+    i64 id[MAX_ORDER + 1] = {0};
+    for (i64 i = 0; i < n; i++) {
+        int same = 0; /* leading words shared with the previous key */
+        if (i > 0) {
+            u64 x = keys[i] ^ keys[i - 1];
+            same = x ? (order * bits - 64 + __builtin_clzll(x)) / bits : order;
+        }
+        u32 weight = weights ? weights[i] : 1;
+        for (int m = 1; m <= order; m++) {
+            u64 w = (keys[i] >> ((order - m) * bits)) & mask;
+            if (w == mask) break; /* past the end: no m-gram here, nor longer */
+            if (dense && m == 1) {
+                id[1] = (i64)w;
+            } else if (m <= same) {
+                counts[m][id[m]] += weight;
+                continue;
+            } else {
+                id[m] = size[m]++;
+                words[m][id[m]] = (u32)w;
+                counts[m][id[m]] = weight;
+            }
+            if (m < order && m > same) offsets[m + 1][id[m]] = (u32)size[m + 1];
+        }
+    }
+}
+
+/* suffix[g] for the m-grams g of one order (m >= 2): the id in order m-1 of g's
+ * last m-1 words. For m = 2 that is g's word (dense unigram ids); above, the
+ * (m-1)-gram (suffix of g's context, g's word), found by binary search in that
+ * context's group of the order below. context_suffix is NULL for m = 2. Every
+ * suffix of a counted m-gram is counted, so the search always finds it. */
+void suffix_by_search(const u32 *words, const u32 *offsets, u32 n_ctx, const u32 *context_suffix,
+                      const u32 *lower_words, const u32 *lower_offsets, u32 *suffix)
+{
+    for (u32 c = 0; c < n_ctx; c++) {
+        for (u32 g = offsets[c]; g < offsets[c + 1]; g++) {
+            if (!context_suffix) {
+                suffix[g] = words[g];
+                continue;
+            }
+            u32 s = context_suffix[c], lo = lower_offsets[s], hi = lower_offsets[s + 1];
+            while (lo < hi) {
+                u32 mid = lo + (hi - lo) / 2;
+                if (lower_words[mid] < words[g]) lo = mid + 1; else hi = mid;
+            }
+            suffix[g] = lo;
+        }
+    }
 }
 
 static int by_key(const void *a, const void *b)
@@ -467,6 +605,71 @@ int infini_rank(const u32 *tokens, i64 n, i64 n_counted, const u32 *sa, const in
     free(s.stack);
     free(opened);
     return failed ? -1 : 0;
+}
+
+/* ---- ARPA text ------------------------------------------------------------ */
+
+#define ARPA_DECIMALS 7 /* below float32's resolution for |x| >= 1 */
+#define ARPA_LIMIT 1e11 /* |value| below this is written in fixed point */
+
+/* value rounded to ARPA_DECIMALS places (half to even, as numpy's rint), trailing
+ * zeros and a bare point dropped, "-" only if a nonzero digit follows; -inf as
+ * Python writes it. Returns the end of the text. */
+static char *put_value(char *p, float value)
+{
+    if (isinf(value)) {
+        memcpy(p, "-inf", 4);
+        return p + 4;
+    }
+    i64 scaled = llrint((double)value * 1e7);
+    if (scaled < 0) {
+        *p++ = '-';
+        scaled = -scaled;
+    }
+    i64 whole = scaled / 10000000, fraction = scaled % 10000000;
+    char digits[24];
+    int n = 0;
+    do digits[n++] = (char)('0' + whole % 10); while ((whole /= 10));
+    while (n) *p++ = digits[--n];
+    if (fraction) {
+        *p++ = '.';
+        for (int i = ARPA_DECIMALS - 1; i >= 0; i--, fraction /= 10) p[i] = (char)('0' + fraction % 10);
+        int shown = ARPA_DECIMALS;
+        while (p[shown - 1] == '0') shown--;
+        p += shown;
+    }
+    return p;
+}
+
+/* The lines of n m-grams of an ARPA file ("prob<TAB>w1 .. wm[<TAB>backoff]\n"),
+ * written to out: ngrams[i * m + j] indexes words_at/word_length (bytes of the
+ * word buffer), backoff is NULL on the highest order. Returns the bytes written,
+ * or -1 if a value is NaN, +inf or beyond ARPA_LIMIT (before writing anything
+ * for that line). out must hold n * (2 * 22 + 2) bytes plus the words' lengths
+ * and their spaces. */
+i64 arpa_lines(const char *word_buffer, const i64 *words_at, const i64 *word_length, const int32_t *ngrams, i64 n,
+               int m, const float *prob, const float *backoff, char *out)
+{
+    char *p = out;
+    for (i64 i = 0; i < n; i++) {
+        float values[2] = {prob[i], backoff ? backoff[i] : 0.0f};
+        for (int v = 0; v < 2; v++)
+            if (isnan(values[v]) || (isinf(values[v]) && values[v] > 0) || (!isinf(values[v]) && fabsf(values[v]) >= ARPA_LIMIT))
+                return -1;
+        p = put_value(p, prob[i]);
+        for (int j = 0; j < m; j++) {
+            int32_t w = ngrams[i * m + j];
+            *p++ = j ? ' ' : '\t';
+            memcpy(p, word_buffer + words_at[w], (size_t)word_length[w]);
+            p += word_length[w];
+        }
+        if (backoff) {
+            *p++ = '\t';
+            p = put_value(p, backoff[i]);
+        }
+        *p++ = '\n';
+    }
+    return p - out;
 }
 
 /* Importable as a module only so that Python can find this library's path. */

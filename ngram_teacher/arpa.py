@@ -30,6 +30,8 @@ import numpy as np
 from corpora import NgteachError
 from corpora.files import temp_file, writing
 
+from . import kernels
+
 BLOCK_LINES = 1 << 18
 # What bytes.split() splits on, so that the numpy view of a line agrees with it.
 _WHITESPACE = np.zeros(256, bool)
@@ -325,15 +327,14 @@ def _known_words(lines: _Lines, start: int, tokens: np.ndarray, index: dict[byte
 
 # ---- writing ------------------------------------------------------------------------------
 
-DECIMALS = 7  # numbers are written rounded to 1e-7, below float32's resolution for |x| >= 1
-
-
 def write_arpa(tables: ArpaTables, path: str | os.PathLike) -> None:
     """Write ``tables`` to ``path`` atomically (temporary file, then rename).
 
-    Log10 values are written with at most 7 decimals (trailing zeros dropped): a read back
-    is within 5e-8 of what was written, a factor of 1 +- 1.2e-7 on the probabilities.
-    Words must be non-empty and hold no ASCII whitespace (it would split them)."""
+    Log10 values are written with at most 7 decimals (trailing zeros dropped; 7 is below
+    float32's resolution for |x| >= 1): a read back is within 5e-8 of what was written, a
+    factor of 1 +- 1.2e-7 on the probabilities. A value must be finite and below 1e11 in
+    magnitude, or -inf (ValueError otherwise). Words must be non-empty and hold no ASCII
+    whitespace (it would split them)."""
     path = Path(path)
     words = _word_bytes(tables.words)
     with writing(path, "the ARPA file"):
@@ -359,103 +360,18 @@ def _write_arpa_file(tables: ArpaTables, words, path: Path) -> None:
 
 
 def _word_bytes(words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All words in one byte buffer, each followed by a space: (buffer, start, length)."""
+    """All words in one byte buffer: (buffer, start, length)."""
     encoded = [word.encode("utf-8") for word in words]
     for word, raw in zip(words, encoded):
         if raw.split() != [raw]:
             raise ValueError(f"the word {word!r} cannot be written to an ARPA file (empty or holds whitespace)")
     lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-    starts = np.cumsum(lengths + 1) - (lengths + 1)
-    return np.frombuffer(b" ".join(encoded) + b" ", np.uint8), starts, lengths
+    starts = np.cumsum(lengths) - lengths
+    return np.frombuffer(b"".join(encoded), np.uint8), starts, lengths
 
 
 def _format_block(words: tuple[np.ndarray, np.ndarray, np.ndarray], table: ArpaOrder, start: int,
                   stop: int) -> bytes:
-    """Lines [start, stop) of one order as bytes: every line is a row of segments (the
-    probability and its tab, each word with its space, the backoff or the line end),
-    and all segments are copied out of one source buffer by a single gather."""
-    word_buffer, word_start, word_length = words
-    ngrams = table.ngrams[start:stop]
-    n, m = ngrams.shape
-    rows = np.arange(n)
-    prob, prob_width, prob_start, prob_length = _format_numbers(table.log10_prob[start:stop], b"", b"\t")
-    parts = [word_buffer, np.frombuffer(b"\n", np.uint8), prob.ravel()]
-    sources = [len(word_buffer) + 1 + rows * prob_width + prob_start]
-    lengths = [prob_length]
-    for j in range(m):
-        sources.append(word_start[ngrams[:, j]])
-        lengths.append(word_length[ngrams[:, j]] + (j < m - 1))  # the space after all but the last
-    if table.log10_backoff is None:
-        sources.append(np.full(n, len(word_buffer)))  # the line end
-        lengths.append(np.ones(n, np.int64))
-    else:
-        backoff, width, first, length = _format_numbers(table.log10_backoff[start:stop], b"\t", b"\n")
-        sources.append(len(word_buffer) + 1 + prob.size + rows * width + first)
-        lengths.append(length)
-        parts.append(backoff.ravel())
-    source = np.concatenate(parts)
-    return source[_gather_index(np.stack(sources, axis=1).ravel(), np.stack(lengths, axis=1).ravel())].tobytes()
-
-
-def _gather_index(source: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The source positions of the bytes of segments copied one after the other: a running
-    sum of steps that are 1 inside a segment and jump to the next segment's source at its
-    first byte (cheaper than a repeat per byte). Segments are never empty."""
-    ends = np.cumsum(length)
-    step = np.ones(int(ends[-1]), np.int32 if source.max() < 2**31 else np.int64)
-    step[0] = source[0]
-    step[ends[:-1]] = source[1:] - (source[:-1] + length[:-1] - 1)
-    return np.cumsum(step, out=step)
-
-
-_POWERS = 10 ** np.arange(1, 19, dtype=np.int64)
-_FOUR_DIGITS = np.array([list(f"{i:04d}".encode()) for i in range(10_000)], np.uint8)
-
-
-def _digits(values: np.ndarray, count: int) -> np.ndarray:
-    """The last ``count`` decimal digits of each value (zero-padded) as ASCII, [n, count];
-    four at a time from a table, since integer division is the slow part."""
-    out = np.empty((len(values), -(-count // 4) * 4), np.uint8)
-    for group in range(out.shape[1] // 4):
-        values, low = np.divmod(values, 10_000)
-        out[:, out.shape[1] - 4 * (group + 1):out.shape[1] - 4 * group] = _FOUR_DIGITS[low]
-    return out[:, out.shape[1] - count:]
-
-
-def _format_numbers(values: np.ndarray, before: bytes, after: bytes) -> tuple[np.ndarray, int, np.ndarray,
-                                                                               np.ndarray]:
-    """Each value as decimal text, between ``before`` and ``after``: a byte matrix whose
-    row i holds the text at columns [start[i], start[i] + length[i]); returns (matrix,
-    its width, start, length). Digits are computed with integer arithmetic on the value
-    rounded to DECIMALS places; -inf and values beyond 1e11 are written by Python."""
-    values = values.astype(np.float64)
-    if np.any(np.isnan(values) | (values == np.inf)):
-        raise ValueError("NaN or +inf cannot be written as a log10 value")
-    special = ~np.isfinite(values) | (np.abs(values) >= 1e11)
-    scaled = np.abs(np.rint(np.where(special, 0, values) * 10**DECIMALS).astype(np.int64))
-    whole, fraction = np.divmod(scaled, 10**DECIMALS)
-    negative = (values < 0) & (scaled > 0)  # -0.00000001 is written 0
-    digits = 1 + np.searchsorted(_POWERS, whole, side="right")
-    point = len(before) + 1 + int(digits.max(initial=1))  # column of the decimal point
-    texts = {i: before + repr(float(values[i])).encode() + after for i in np.flatnonzero(special).tolist()}
-    width = max([point + 1 + DECIMALS + len(after)] + [len(text) for text in texts.values()])
-    chars = np.empty((len(values), width), np.uint8)
-    integer_columns = point - len(before) - 1  # digits right-aligned before the point, then the sign
-    chars[:, point - integer_columns:point] = _digits(whole, integer_columns)
-    chars[:, point] = ord(".")
-    chars[:, point + 1:point + 1 + DECIMALS] = _digits(fraction, DECIMALS)
-    nonzero = chars[:, point + 1:point + 1 + DECIMALS] != ord("0")
-    shown = np.where(nonzero.any(axis=1), DECIMALS - np.argmax(nonzero[:, ::-1], axis=1), 0)  # trailing 0s dropped
-    rows = np.arange(len(values))
-    first = point - digits - negative
-    chars[rows[negative], first[negative]] = ord("-")
-    for i, byte in enumerate(before):
-        chars[rows, first - len(before) + i] = byte
-    end = point + np.where(shown > 0, 1 + shown, 0)
-    for i, byte in enumerate(after):
-        chars[rows, end + i] = byte
-    start, length = first - len(before), end + len(after) - (first - len(before))
-    for i, text in texts.items():
-        chars[i, :len(text)] = np.frombuffer(text, np.uint8)
-        start[i], length[i] = 0, len(text)
-    return chars, width, start, length
+    """Lines [start, stop) of one order as bytes (by the C kernel)."""
+    backoff = None if table.log10_backoff is None else table.log10_backoff[start:stop]
+    return kernels.arpa_lines(*words, table.ngrams[start:stop], table.log10_prob[start:stop], backoff)

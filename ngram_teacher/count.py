@@ -1,9 +1,12 @@
 """Stage 1 of the teacher: token ids -> count tables of every order.
 
-Order m is built from order m-1: the m-gram ending at position i is the pair
-(id of the (m-1)-gram ending at i-1, word at i), and the C kernel buckets positions
-by that pair with counting sorts, so each order costs a few linear passes and no
-comparison sort. The layout of the tables is described in FORMATS.md.
+Where ``order`` word ids fit in 64 bits (order 4 up to 65,535 words), every order comes
+from one sort of the packed n-grams starting at each position, whose m-word prefixes
+in sorted order are the m-grams in table order. Otherwise order m is built from order m-1:
+the m-gram ending at position i is the pair (id of the (m-1)-gram ending at i-1, word at
+i), and the C kernel buckets positions by that pair with counting sorts, so each order
+costs a few linear passes and no comparison sort. Both make the same tables, whose layout
+is described in FORMATS.md.
 """
 from __future__ import annotations
 
@@ -42,6 +45,13 @@ def count_orders(tokens: np.ndarray, vocab_size: int, order: int) -> Iterator[Or
     tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
     if len(tokens) >= 0xFFFFFFFF:  # ids and counts are uint32
         raise NgteachError(f"a corpus of {len(tokens):,} tokens is too large (the limit is 2**32 - 1)")
+    bits = kernels.packed_bits(vocab_size - 1, order)
+    if bits is not None:
+        tables = kernels.count_packed(tokens, order, bits)
+        while tables:
+            words, counts, offsets = tables.pop(0)
+            yield OrderTable(words, counts, offsets, *kernels.sort_continuations(words, counts, offsets))
+        return
     by_word = kernels.positions_by_word(tokens, vocab_size)
     prev, n_contexts = None, 1
     for _ in range(order):

@@ -18,6 +18,7 @@ _lib = ctypes.CDLL(_kernels.__file__)
 _u32 = ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _u64 = ndpointer(np.uint64, flags="C_CONTIGUOUS")
 _u8 = ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_f32 = ndpointer(np.float32, flags="C_CONTIGUOUS")
 _i64 = ctypes.c_int64
 _c_u32 = ctypes.c_uint32
 _ptrs = ctypes.POINTER(ctypes.c_void_p)
@@ -27,6 +28,21 @@ _lib.sort_positions_by_word.restype = None
 _lib.count_order.argtypes = [_u32, _i64, _u32, _u32, _c_u32, ctypes.c_void_p, _c_u32, _c_u32, _u32, _u32, _u32,
                              _u32, _u32, _u32]
 _lib.count_order.restype = _i64
+_lib.count_words.argtypes = [_u32, _i64, ndpointer(np.int64, flags="C_CONTIGUOUS")]
+_lib.count_words.restype = None
+_lib.packed_keys.argtypes = [_u32, _i64, ctypes.c_int, ctypes.c_int, _c_u32, _c_u32, _c_u32, _c_u32, _u64]
+_lib.packed_keys.restype = _i64
+_lib.pack_rows.argtypes = [_u32, _i64, ctypes.c_int, ctypes.c_int, _c_u32, _c_u32, _u64]
+_lib.pack_rows.restype = None
+_lib.packed_tables.argtypes = [_u64, _i64, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, _ptrs, _ptrs,
+                               _ptrs, ndpointer(np.int64, flags="C_CONTIGUOUS")]
+_lib.packed_tables.restype = None
+_lib.suffix_by_search.argtypes = [_u32, _u32, _c_u32, ctypes.c_void_p, _u32, _u32, _u32]
+_lib.suffix_by_search.restype = None
+_lib.arpa_lines.argtypes = [_u8, ndpointer(np.int64, flags="C_CONTIGUOUS"), ndpointer(np.int64, flags="C_CONTIGUOUS"),
+                            ndpointer(np.int32, flags="C_CONTIGUOUS"), _i64, ctypes.c_int, _f32, ctypes.c_void_p,
+                            _u8]
+_lib.arpa_lines.restype = _i64
 _lib.suffix_ids.argtypes = [_u32, _u32, _i64, _u32]
 _lib.suffix_ids.restype = None
 _lib.sort_continuations.argtypes = [_u32, _u32, _u32, _c_u32, _u64, _u32, _u32]
@@ -81,6 +97,128 @@ def count_order(tokens: np.ndarray, by_word: ByWord, prev: np.ndarray | None, n_
     return ids, words, counts, offsets
 
 
+def packed_bits(max_id: int, order: int) -> int | None:
+    """Bits per word for :func:`count_packed` (ids 0..max_id and a sentinel above them),
+    or None where ``order`` such words do not fit in 64 bits (or the order is beyond the
+    kernels' :data:`MAX_ORDER`)."""
+    bits = (max_id + 1).bit_length()
+    return bits if bits * order <= 64 and order <= MAX_ORDER else None
+
+
+KEY_CHUNK = 1 << 22  # keys sorted at once (32 MB), unless a quarter of the corpus is more
+
+
+def count_packed(tokens: np.ndarray, order: int, bits: int, stop: int = NONE, bos: int = NONE,
+                 dense_words: int | None = None) -> list[tuple[np.ndarray | None, np.ndarray, np.ndarray]]:
+    """``(words, counts, offsets)`` of orders 1..``order`` from sorts of packed keys (see
+    ``_kernels.c``): the tables :func:`count_order` makes order by order. With ``stop`` no
+    m-gram continues past that word; with ``bos`` too, a sentence-start word ``bos`` begins
+    every line (lines start at 0 and after each ``stop``). With ``dense_words``, order 1 is
+    every id below it (``words`` is None; ``bos`` counts once per line) and order 2 has a
+    group for each.
+
+    The keys are made and sorted a range of first words at a time, each range holding
+    about a quarter of the corpus (or :data:`KEY_CHUNK` keys, if more), and the m-grams of the
+    ranges are appended in order."""
+    first_words = word_counts(tokens, max(int(tokens.max(initial=0)) + 1, bos + 1 if bos != NONE else 0,
+                                          dense_words or 0))
+    if bos != NONE:
+        first_words[bos] = first_words[stop]  # one sentence per line
+    n_keys = int(first_words.sum())
+    builder = PackedTables(order, bits, n_keys, dense_words)
+    ranges = _key_ranges(first_words, max(n_keys // 4, KEY_CHUNK))
+    room = np.empty(max(int(first_words[lo:hi].sum()) for lo, hi in ranges) + 1, np.uint64)  # one past: see C
+    for lo, hi in ranges:
+        keys = room[:_lib.packed_keys(tokens, len(tokens), order, bits, stop, bos, lo, hi, room)]
+        keys.sort()  # numpy's vectorised sort, in place
+        builder.add(keys)
+    del room
+    return builder.tables(None if dense_words is None else first_words[:dense_words].astype(np.uint32))
+
+
+def pack_rows(rows: np.ndarray, bits: int, stop: int = NONE, first: int = NONE) -> np.ndarray:
+    """The packed key of each row of words (``[n, width]``; the sentinel, all ones in
+    ``bits``, may stand for words past the end), cut after the first ``stop``; with
+    ``first``, that word then the row's words but its first (see ``_kernels.c``)."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint32)
+    keys = np.empty(len(rows), np.uint64)
+    _lib.pack_rows(rows, len(rows), rows.shape[1], bits, stop, first, keys)
+    return keys
+
+
+class PackedTables:
+    """Count tables made from sorted packed keys (see ``_kernels.c``), added a batch at a
+    time, each batch after the last in key order; a key may stand for ``weights`` occurrences.
+
+    The tables' arrays have room for one m-gram per key (``n_keys`` in all): untouched,
+    that room is never given memory, and :meth:`tables` copies the tables out."""
+
+    def __init__(self, order: int, bits: int, n_keys: int, dense_words: int | None = None):
+        self.order, self.bits, self.dense_words = order, bits, dense_words
+        self.words, self.counts = ([np.empty(n_keys, np.uint32) for _ in range(order)] for _ in range(2))
+        contexts = max(n_keys, dense_words or 0)
+        self.offsets = [np.empty(2, np.uint32)] + [np.empty(contexts + 1, np.uint32) for _ in range(order - 1)]
+        if dense_words is not None and order > 1:
+            self.offsets[1][: dense_words + 1] = NONE
+        self._pointers = [_pointer_table(arrays) for arrays in (self.words, self.counts, self.offsets)]
+        self.size = np.zeros(MAX_ORDER + 1, np.int64)
+
+    def add(self, keys: np.ndarray, weights: np.ndarray | None = None) -> None:
+        assert weights is None or (weights.dtype == np.uint32 and len(weights) == len(keys))
+        _lib.packed_tables(keys, len(keys), None if weights is None else weights.ctypes.data, self.order, self.bits,
+                           self.dense_words is not None, *(ptr for ptr, _ in self._pointers), self.size)
+
+    def tables(self, unigram_counts: np.ndarray | None = None) -> list[tuple[np.ndarray | None, np.ndarray,
+                                                                              np.ndarray]]:
+        """The ``(words, counts, offsets)`` of each order; with dense unigrams, order 1 is
+        ``(None, unigram_counts, offsets)``."""
+        size, dense = self.size, self.dense_words is not None
+        if dense:
+            size[1] = self.dense_words
+        tables = []
+        for m in range(1, self.order + 1):
+            offsets = np.array([0, size[1]], np.uint32) if m == 1 else self.offsets[m - 1][: size[m - 1] + 1].copy()
+            if m > 1:
+                offsets[-1] = size[m]
+                if dense and m == 2:  # words never seen: an empty group where the next one starts
+                    offsets = np.minimum.accumulate(offsets[::-1])[::-1].copy()
+            tables.append((self.words[m - 1][: size[m]].copy(), self.counts[m - 1][: size[m]].copy(), offsets))
+            self.words[m - 1] = self.counts[m - 1] = self.offsets[m - 1] = None  # the room goes as copies are made
+        if dense:
+            tables[0] = (None, unigram_counts, tables[0][2])
+        return tables
+
+
+def word_counts(tokens: np.ndarray, size: int) -> np.ndarray:
+    """Occurrences of each id below ``size`` in ``tokens`` (uint32), as int64."""
+    counts = np.zeros(size, np.int64)
+    _lib.count_words(tokens, len(tokens), counts)
+    return counts
+
+
+def _key_ranges(first_words: np.ndarray, chunk: int) -> list[tuple[int, int]]:
+    """Consecutive ranges of word ids, each with about ``chunk`` keys (a word with more is
+    a range of its own)."""
+    ends = np.cumsum(first_words)
+    ranges, lo = [], 0
+    while lo < len(first_words):
+        hi = max(int(np.searchsorted(ends, (ends[lo - 1] if lo else 0) + chunk, side="right")), lo + 1)
+        ranges.append((lo, hi))
+        lo = hi
+    return ranges
+
+
+def suffix_by_search(words: np.ndarray, offsets: np.ndarray, context_suffix: np.ndarray | None,
+                     lower_words: np.ndarray, lower_offsets: np.ndarray) -> np.ndarray:
+    """The id of each m-gram's last m-1 words in the order below (see ``_kernels.c``):
+    for bigrams their word; above, a search for the word in the group of the context's suffix."""
+    suffix = np.empty(len(words), np.uint32)
+    _lib.suffix_by_search(words, offsets, len(offsets) - 1,
+                          None if context_suffix is None else context_suffix.ctypes.data,
+                          lower_words, lower_offsets, suffix)
+    return suffix
+
+
 def suffix_ids(ids: np.ndarray, lower_ids: np.ndarray, size: int) -> np.ndarray:
     """For each of the ``size`` m-grams, the id of its last m-1 words in the order-(m-1) table,
     from ``ids``/``lower_ids``: the ids of the m-grams and (m-1)-grams ending at each position."""
@@ -96,6 +234,26 @@ def sort_continuations(words: np.ndarray, counts: np.ndarray, offsets: np.ndarra
     _lib.sort_continuations(words, counts, offsets, len(offsets) - 1, np.empty(max(longest, 1), np.uint64),
                             cont_words, cont_counts)
     return cont_words, cont_counts
+
+
+VALUE_WIDTH = 22  # the longest value arpa_lines writes, with its tab: "-" + 11 digits + "." + 7 + tab
+
+
+def arpa_lines(word_buffer: np.ndarray, words_at: np.ndarray, word_length: np.ndarray, ngrams: np.ndarray,
+               log10_prob: np.ndarray, log10_backoff: np.ndarray | None) -> bytes:
+    """ARPA lines of n-grams (rows of ``ngrams``, indices of words whose UTF-8 text is
+    ``word_buffer[words_at[w]:][:word_length[w]]``), with their values (see ``_kernels.c``);
+    ValueError for a value that cannot be written (NaN, +inf, or 1e11 or more)."""
+    ngrams = np.ascontiguousarray(ngrams, dtype=np.int32)
+    n, m = ngrams.shape
+    out = np.empty(n * (2 * VALUE_WIDTH + 2) + int(word_length[ngrams].sum()) + n * m, np.uint8)
+    backoff = None if log10_backoff is None else np.ascontiguousarray(log10_backoff, dtype=np.float32)
+    size = _lib.arpa_lines(word_buffer, words_at, word_length, ngrams, n, m,
+                           np.ascontiguousarray(log10_prob, dtype=np.float32),
+                           None if backoff is None else backoff.ctypes.data, out)
+    if size < 0:
+        raise ValueError("a log10 value is NaN, +inf or beyond 1e11 and cannot be written to an ARPA file")
+    return out[:size].tobytes()
 
 
 def _pointer_table(arrays: list[np.ndarray]):

@@ -58,6 +58,7 @@ from corpora.text import UNK
 from . import kernels
 from .arpa import ARPA_BOS, ARPA_EOS, ArpaOrder, ArpaTables
 from .kernels import MAX_ORDER
+from .model import CountTables
 
 ARPA_SPECIALS = (UNK, ARPA_BOS, ARPA_EOS)  # ARPA words 0, 1, 2, as lmplz numbers them
 LMPLZ_FALLBACK = (0.5, 1.0, 1.5)  # lmplz --discount_fallback with no values
@@ -100,15 +101,17 @@ def estimate_kneser_ney(model, order: int | None = None,
     m = 2..ORDER. ``prune``: lmplz's ``--prune`` thresholds (see the module docstring).
     """
     vocab = model.vocab
-    return kneser_ney(model.tokens(), vocab.tokens, vocab.eos_id, vocab.unk_id, order or model.order,
-                      discount_fallback, progress, prune)
+    # count_sentences checks the ids it reads: from the count tables, it reads only a few
+    return kneser_ney(model.tokens(check_ids=False), vocab.tokens, vocab.eos_id, vocab.unk_id, order or model.order,
+                      discount_fallback, progress, prune, model.tables)
 
 
 def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: int, order: int,
                discount_fallback: Sequence[float] | None = None,
-               progress: Progress | None = None, prune: Sequence[int] | None = None) -> ArpaTables:
+               progress: Progress | None = None, prune: Sequence[int] | None = None,
+               tables: CountTables | None = None) -> ArpaTables:
     """:func:`estimate_kneser_ney` from a token stream (uint32 ids into ``vocab``, ``eos_id``
-    ending every line)."""
+    ending every line), and its count ``tables`` if there are any (see :func:`count_sentences`)."""
     progress = progress or (lambda stage: None)
     if not 1 <= order <= MAX_ORDER:
         raise NgteachError(f"the Kneser-Ney order must be between 1 and {MAX_ORDER}, not {order}")
@@ -117,9 +120,7 @@ def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: in
     fallback = _checked_fallback(discount_fallback)
     thresholds = prune_thresholds(prune, order)
     bos_id = len(vocab)  # one id past the vocabulary
-    stream = sentence_stream(tokens, eos_id, bos_id)
-    levels = count_sentence_ngrams(stream, bos_id + 1, bos_id, order)
-    del stream
+    levels = count_sentences(tokens, eos_id, bos_id, order, tables)
     progress("count")
     adjusted = adjust_counts(levels, bos_id)
     kept = [level.counts > threshold for level, threshold in zip(levels, thresholds)]
@@ -135,16 +136,103 @@ def kneser_ney(tokens: np.ndarray, vocab: Sequence[str], eos_id: int, unk_id: in
 
 # ---- 1. count --------------------------------------------------------------------------
 
-def sentence_stream(tokens: np.ndarray, eos_id: int, bos_id: int) -> np.ndarray:
-    """The stream with ``bos_id`` inserted before every line: ``<s> w1 .. wn <eos> <s> ...``."""
-    tokens = np.asarray(tokens)
+def count_sentences(tokens: np.ndarray, eos_id: int, bos_id: int, order: int,
+                    tables: CountTables | None = None) -> list[_Level]:
+    """The m-grams of orders 1..``order`` of the sentences of ``tokens`` (``bos_id``, one id past
+    the vocabulary, starting each), as :func:`count_sentence_ngrams` counts them.
+
+    Where ``order`` ids fit in 64 bits (:func:`kernels.packed_bits`), the sentences' n-grams
+    are read off sorted packed keys, one per position and one per sentence start (see
+    ``_kernels.c``): taken from the stream's count ``tables`` when they go up to ``order``
+    (:func:`_sentence_keys`; no pass over the stream), else made from the stream. Otherwise
+    the stream is counted order by order with ``<s>`` inserted (:func:`sentence_stream`)."""
+    bits = kernels.packed_bits(bos_id, order)
+    n_words = bos_id + 1
+    if bits is not None and tables is not None and tables.order >= order:
+        _check_lines(tokens, eos_id, int(tables.count([eos_id])), n_words)
+        keys, weights = _sentence_keys(tables, tokens, eos_id, bos_id, order, bits)
+        builder = kernels.PackedTables(order, bits, len(keys), n_words)
+        builder.add(keys, weights)
+        unigram_counts = np.zeros(n_words, np.uint32)
+        unigram_counts[tables.orders[0].words] = tables.orders[0].counts
+        unigram_counts[bos_id] = unigram_counts[eos_id]  # one sentence per line
+        built = builder.tables(unigram_counts)
+    else:
+        tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
+        if bits is None:
+            return count_sentence_ngrams(sentence_stream(tokens, eos_id, bos_id), n_words, bos_id, order)
+        _check_lines(tokens, eos_id, int(np.count_nonzero(tokens == eos_id)), n_words, check_ids=True)
+        built = kernels.count_packed(tokens, order, bits, eos_id, bos_id, n_words)
+    (_, unigram_counts, _), *above = built
+    levels = [_Level(np.arange(n_words, dtype=np.uint32), unigram_counts, np.array([0, n_words], np.uint32),
+                     np.zeros(n_words, np.uint32), None)]
+    for words, counts, offsets in above:
+        lower = levels[-1]
+        suffix = kernels.suffix_by_search(words, offsets, lower.suffix, lower.words, lower.offsets)
+        levels.append(_Level(words, counts, offsets, _context_ids(offsets), suffix))
+    return levels
+
+
+def _sentence_keys(tables: CountTables, tokens: np.ndarray, eos_id: int, bos_id: int, order: int,
+                   bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted sentence keys of :func:`kernels.count_packed` (``stop`` ``eos_id``, ``bos``
+    ``bos_id``) and how often each occurs, from the stream's ``order``-grams.
+
+    The ``order``-gram starting at a position, cut after its first ``<eos>``, is that
+    position's key; one starting with ``<eos>`` also gives the key of the sentence start
+    that follows (``<s>`` and the next words). The table lists the ``order``-grams in
+    lexicographic order, and cutting keeps it (the ``order``-grams sharing the cut prefix
+    are neighbours, and all become the same key), so both lists come out sorted, the
+    second after the first (``<s>`` is the highest word). Only the last ``order - 1``
+    positions (no ``order``-gram starts there), the sentence starts after them, and the
+    first sentence's start (no ``<eos>`` before it) are made from the stream itself and
+    put in their places."""
+    top = tables.orders[order - 1]
+    rows = np.empty((len(top), order), np.uint32)  # the words of each order-gram
+    rows[:, -1], ids = top.words, _context_ids(top.offsets)  # ids: of each order-gram's context, a level down
+    for m in range(order - 1, 0, -1):
+        rows[:, m - 1] = tables.orders[m - 1].words[ids]
+        if m > 1:
+            ids = _context_ids(tables.orders[m - 1].offsets)[ids]
+    starts_line = rows[:, 0] == eos_id
+    keys = np.concatenate([kernels.pack_rows(rows, bits, eos_id),
+                           kernels.pack_rows(rows[starts_line], bits, eos_id, bos_id)])
+    weights = np.concatenate([top.counts, top.counts[starts_line]])
+    del rows
+    # the positions the table does not cover: the last order - 1, and the first sentence's start
+    n, sentinel = len(tokens), (1 << bits) - 1
+    tail = range(max(n - order + 1, 0), n)
+    padded = np.concatenate([tokens[tail.start:], np.full(order, sentinel, np.uint32)])
+    extra = [kernels.pack_rows(np.array([padded[s - tail.start:][:order] for s in tail]).reshape(-1, order), bits,
+                               eos_id)]
+    line_starts = [s for s in tail if s - 1 >= tail.start and tokens[s - 1] == eos_id]  # its <eos> starts no order-gram
+    first_line = np.concatenate([[eos_id], tokens[:order - 1], np.full(order, sentinel, np.uint32)])[:order]
+    starts = np.array([first_line] + [padded[s - 1 - tail.start:][:order] for s in line_starts])
+    extra.append(kernels.pack_rows(starts, bits, eos_id, bos_id))  # each row: the <eos> before, then the words
+    extra = np.sort(np.concatenate(extra))
+    at = np.searchsorted(keys, extra)
+    return np.insert(keys, at, extra), np.insert(weights, at, np.uint32(1))
+
+
+def _check_lines(tokens: np.ndarray, eos_id: int, lines: int, n_words: int, check_ids: bool = False) -> None:
+    """NgteachError unless the stream is whole lines (``lines`` of them), each ending with
+    ``eos_id``, small enough for uint32 ids with a ``<s>`` per line, and (``check_ids``)
+    its ids are below ``n_words`` - 1 (``<s>``)."""
     if len(tokens) == 0:
         raise NgteachError("the corpus is empty: no sentence to estimate a language model from")
     if tokens[-1] != eos_id:
         raise NgteachError("the token stream does not end with <eos> (every line must end with one)")
-    line_ends = np.flatnonzero(tokens == eos_id)
-    if len(tokens) + len(line_ends) >= int(kernels.NONE):  # ids and counts are uint32
+    if len(tokens) + lines >= int(kernels.NONE):  # ids and counts are uint32
         raise NgteachError(f"a corpus of {len(tokens):,} tokens is too large (the limit is 2**32 - 1 with <s>)")
+    if check_ids and int(tokens.max()) >= n_words - 1:
+        raise NgteachError(f"the token stream has id {int(tokens.max())}, beyond its vocabulary of {n_words - 1}")
+
+
+def sentence_stream(tokens: np.ndarray, eos_id: int, bos_id: int) -> np.ndarray:
+    """The stream with ``bos_id`` inserted before every line: ``<s> w1 .. wn <eos> <s> ...``."""
+    tokens = np.asarray(tokens)
+    line_ends = np.flatnonzero(tokens == eos_id)
+    _check_lines(tokens, eos_id, len(line_ends), bos_id + 1, check_ids=True)
     starts = np.concatenate(([0], line_ends[:-1] + 1))
     return np.insert(tokens.astype(np.uint32, copy=False), starts, np.uint32(bos_id))
 

@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from corpora import NgteachError, WordTokenizer, check_corpus, load_tokenizer
-from corpora.text import corpus_digest
+from corpora.text import digest_meanwhile
 from corpora.files import json_count, read_json_object, replace_dir, temp_dir, writing, wrong_field
 from corpora.provenance import TOOL_VERSION
 
@@ -99,13 +99,16 @@ class NgramModel:
     def order(self) -> int:
         return self.meta["order"]
 
-    def tokens(self) -> np.ndarray:
-        """The training corpus as ids (memory-mapped)."""
+    def tokens(self, check_ids: bool = True) -> np.ndarray:
+        """The training corpus as ids (memory-mapped); ``check_ids=False`` leaves out the pass
+        that checks every id is in the vocabulary, for a caller that reads few of them or
+        checks them itself."""
         tokens = _load_array(self.directory / TOKENS)
         if len(tokens) != self.meta["n_tokens"]:
             raise NgteachError(f"{self.directory}: tokens.npy has {len(tokens)} tokens, meta.json says "
                                f"{self.meta['n_tokens']}")
-        _check_ids(self.directory / TOKENS, tokens, len(self.vocab))  # the rank kernel indexes by token
+        if check_ids:
+            _check_ids(self.directory / TOKENS, tokens, len(self.vocab))  # the rank kernel indexes by token
         return tokens
 
     def _load_order(self, m: int) -> OrderTable:
@@ -207,8 +210,9 @@ def build_model(
         raise NgteachError(f"--order must be between 1 and {MAX_ORDER}, not {order}")
     corpus, out = check_corpus(corpus), Path(out)
     check_replaceable(out)
-    tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
-    text_sha256, text_bytes = corpus_digest(corpus)
+    with digest_meanwhile(corpus) as digest:
+        tokenizer, tokens = (tokenize or WordTokenizer.train)(corpus, on_bytes=on_bytes)
+        text_sha256, text_bytes = digest()
     with writing(out, "the model directory"):
         write_model(tokenizer, tokens, count_orders(tokens, len(tokenizer.vocab), order), order, out, on_order,
                     {"path": source or str(corpus.resolve()), "sha256": text_sha256, "bytes": text_bytes})

@@ -48,6 +48,19 @@ def shakespeare() -> Path:
     return shared_corpus(SHAKESPEARE)
 
 
+@pytest.fixture(params=["packed", "packed-in-chunks", "order-by-order"])
+def counting(request, monkeypatch) -> str:
+    """Each way the count tables can be made (ngram_teacher.kernels): one sort of packed
+    keys, the same in many chunks of first words, and the order-by-order kernel used where
+    the keys do not fit in 64 bits. All must give the same tables."""
+    from ngram_teacher import kernels
+    if request.param == "packed-in-chunks":
+        monkeypatch.setattr(kernels, "KEY_CHUNK", 1)  # a quarter of the keys at a time
+    elif request.param == "order-by-order":
+        monkeypatch.setattr(kernels, "packed_bits", lambda max_id, order: None)
+    return request.param
+
+
 @pytest.fixture
 def write_corpus(tmp_path):
     """``write_corpus(text_or_bytes, name="corpus.txt")`` -> path of a new file in tmp_path.

@@ -174,6 +174,27 @@ def test_write_then_read_gives_the_tables_back(tmp_path):
     assert kenlm.Model(str(path)).order == 4  # and KenLM reads it
 
 
+@pytest.mark.parametrize("value, text", [
+    (0.0, "0"), (-0.0, "0"), (-1e-8, "0"), (-5e-8, "-0.0000001"), (1.5, "1.5"), (-99.0, "-99"), (-1.0, "-1"),
+    (-0.25, "-0.25"), (-2.5e-7, "-0.0000002"), (1234.5, "1234.5"), (-np.inf, "-inf"),
+    (99999997952.0, "99999997952"),  # the largest float32 below 1e11, in fixed point
+])
+def test_values_are_written_rounded_to_seven_places_without_trailing_zeros(tmp_path, value, text):
+    # hand-worked: float32(value) rounded half to even at 1e-7 (float32(-5e-8) is just below -5e-8)
+    tables = ArpaTables(["<unk>", "<s>", "</s>"], [ArpaOrder(np.array([[0]], np.int32), np.float32([value]), None)])
+    write_arpa(tables, tmp_path / "one.arpa")
+    assert (tmp_path / "one.arpa").read_text().splitlines()[4] == f"{text}\t<unk>"
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, 2e11, -2e12])
+def test_a_value_that_cannot_be_written_is_refused_and_nothing_is_left(tmp_path, value):
+    tables = ArpaTables(["<unk>", "<s>", "</s>"], [ArpaOrder(np.array([[0], [1]], np.int32), np.float32([-1, value]),
+                                                            None)])
+    with pytest.raises(ValueError, match="cannot be written"):
+        write_arpa(tables, tmp_path / "bad.arpa")
+    assert os.listdir(tmp_path) == []
+
+
 def spelled(order: ArpaOrder, words: list[str]) -> list[tuple[str, ...]]:
     return [tuple(words[w] for w in gram) for gram in order.ngrams]
 

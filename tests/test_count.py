@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ngram_teacher import count_orders
 from reference import all_ngram_counts, table_ngrams, tokenize_file
+
+pytestmark = pytest.mark.usefixtures("counting")  # every test, each way of counting
 
 
 def check_tables(tokens: list[int], vocab_size: int, order: int) -> list:
@@ -80,7 +82,7 @@ def test_unused_vocabulary_ids():
     check_tables([5, 5, 7, 5], 10, 3)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.data(),
     vocab_size=st.integers(1, 8),

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from conftest import head_lines
 from corpora import NgteachError
-from ngram_teacher import NgramModel, build_model
+from ngram_teacher import NgramModel, build_model, count_orders
+from ngram_teacher.model import CountTables
 from ngram_teacher.arpa import write_arpa
 from ngram_teacher.kneser_ney import DiscountFallbackWarning, estimate_kneser_ney, kneser_ney
 from reference import tokenize_file
@@ -52,11 +53,14 @@ def assert_same_model(ours: list[dict], expected: list[dict], tolerance: float =
                 assert a[g][1] == pytest.approx(backoff, abs=tolerance), (g, "backoff")
 
 
-def estimate_words(token_words: list[str], vocab: list[str], order: int, fallback=FALLBACK):
-    """kneser_ney on a list of token strings (``<eos>`` ending lines) with the given vocabulary."""
+def estimate_words(token_words: list[str], vocab: list[str], order: int, fallback=FALLBACK, tables_order=None):
+    """kneser_ney on a list of token strings (``<eos>`` ending lines) with the given vocabulary;
+    given ``tables_order``, from the stream's count tables of that order too (as a model has)."""
     ids = {w: i for i, w in enumerate(vocab)}
     tokens = np.array([ids[w] for w in token_words], np.uint32)
-    return kneser_ney(tokens, vocab, ids["<eos>"], ids[UNK], order, discount_fallback=fallback)
+    tables = None if tables_order is None else CountTables(list(count_orders(tokens, len(vocab), tables_order)),
+                                                           len(vocab))
+    return kneser_ney(tokens, vocab, ids["<eos>"], ids[UNK], order, discount_fallback=fallback, tables=tables)
 
 
 @pytest.fixture
@@ -105,26 +109,31 @@ def corpora(draw):
     lines = draw(st.lists(st.lists(st.sampled_from(WORDS), max_size=9), min_size=1, max_size=12))
     tokens = [w for line in lines for w in line + ["<eos>"]]
     vocab = draw(st.permutations(WORDS + ["<eos>", "unused1", "unused2"]))
-    return tokens, list(vocab), draw(st.integers(2, 5))
+    return tokens, list(vocab), draw(st.integers(1, 5))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.usefixtures("counting")
+@pytest.mark.parametrize("tables_above", [None, 0, 1])  # the stream alone; its count tables, of the order or above
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(corpora())
 # D1 comes out 0 for the bigrams (a valid discount, as in lmplz): the context "c" frees no
 # mass, so its backoff is log10(0) = -inf
 @example(("b <eos> b a a b a c a c b <eos> b a b c a b a c b <eos>".split(), WORDS + ["<eos>"], 2))
-def test_matches_reference_on_generated_corpora(corpus):
+def test_matches_reference_on_generated_corpora(tables_above, corpus):
     tokens, vocab, order = corpus
     expected, expected_fallbacks = estimate(sentences_of(tokens), order, FALLBACK)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tables = estimate_words(tokens, vocab, order)
+        tables = estimate_words(tokens, vocab, order, tables_order=None if tables_above is None else order + tables_above)
     assert_same_model(entries_of(tables), expected)
     warned = [str(w.message) for w in caught if w.category is DiscountFallbackWarning]
     assert [m for m in range(1, order + 1) if any(f"the {m}-grams" in w for w in warned)] == expected_fallbacks
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.usefixtures("counting")
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(corpora(), st.lists(st.integers(0, 3), min_size=1, max_size=4).map(sorted))
 def test_pruned_models_match_the_reference(corpus, prune):
     tokens, vocab, order = corpus
@@ -152,6 +161,7 @@ def test_pruning_real_text_keeps_a_closed_model_that_kenlm_loads(wt2_model, tmp_
             estimate_kneser_ney(model, 3, prune=bad)
 
 
+@pytest.mark.usefixtures("counting")
 def test_matches_reference_on_real_text(wt2_model):
     model, token_words = wt2_model
     stages = []

@@ -85,6 +85,18 @@ def test_random_text_matches_reference_at_any_block_size(tmp_path, text, block):
     assert "".join(blocks) == data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
+def test_every_unicode_space_and_its_neighbours_split_as_str_split(write_corpus):
+    # The scanner (C, on UTF-8 bytes) must split exactly where str.split() does: every
+    # character str.isspace() accepts, and none of the characters sharing their lead bytes.
+    spaces = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000 and chr(c).isspace()]
+    neighbours = [chr(c) for lo, hi in [(0x01, 0x7F), (0x80, 0x800), (0x1600, 0x1700), (0x2000, 0x2100),
+                                        (0x3000, 0x3100), (0xFFF0, 0x10000), (0x10000, 0x10010)]
+                  for c in range(lo, hi)]
+    assert len(spaces) == 29
+    data = "".join(f"x{c}y{c}{c}z\n" for c in sorted(set(spaces + neighbours)) if c not in "\n\r").encode()
+    assert words_of(write_corpus(data)) == tokenize_bytes(data)
+
+
 @pytest.mark.parametrize("block", [1, 2, 3, 5, 64, 4097])
 def test_block_size_does_not_change_a_real_slice(wt2_valid, tmp_path, block):
     data = wt2_valid.read_bytes()[:20_000]
