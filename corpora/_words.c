@@ -268,6 +268,22 @@ i64 words_scan(word_scan *s, const u8 *text, i64 n, u32 *ids)
     return out;
 }
 
+/* Add the words of `from` to `into`, each new one after the others in from's
+ * order of first use, with their occurrences: mapping[id in from] = id in into.
+ * -1 if memory ran out. */
+i64 words_merge(word_scan *into, const word_scan *from, u32 *mapping)
+{
+    for (i64 id = 0; id < from->n_types; id++) {
+        const u8 *word = (const u8 *)from->arena + from->starts[id];
+        i64 length = from->starts[id + 1] - from->starts[id] - 1;
+        i64 to = word_id(into, word, length, from->hashes[id], head_of(word, length));
+        if (to < 0) return -1;
+        mapping[id] = (u32)to;
+        into->counts[to] += from->counts[id];
+    }
+    return 0;
+}
+
 i64 words_types(const word_scan *s) { return s->n_types; }
 
 /* The arena (every word followed by NUL) and each word's occurrences, either if not NULL. */

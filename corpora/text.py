@@ -12,6 +12,7 @@ import codecs
 import gzip
 import hashlib
 import lzma
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,12 +42,17 @@ _words_lib.words_arena_bytes.argtypes = [ctypes.c_void_p]
 _words_lib.words_arena_bytes.restype = ctypes.c_int64
 _words_lib.words_export.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 _words_lib.words_export.restype = None
+_words_lib.words_merge.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ndpointer(np.uint32, flags="C_CONTIGUOUS")]
+_words_lib.words_merge.restype = ctypes.c_int64
 
 EOS = "<eos>"
 UNK = "<unk>"
 # A block's words live as Python strings (about 60 bytes each) while it is encoded, so
 # blocks are kept small: 4 MiB of text is about 40 MB of strings.
 BLOCK_BYTES = 1 << 22
+# A file read as is and at least this big is scanned as two halves, in two threads.
+SPLIT_BYTES = 1 << 24
+MOVE_SLICE = 1 << 20  # ids renumbered at a time when the halves are joined
 
 ByteCallback = Callable[[int], None]
 # Compressed corpora, by their file name's suffix.
@@ -128,24 +134,28 @@ def read_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None = None,
         yield text
 
 
-def _byte_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None,
-                 within_lines: bool) -> Iterator[tuple[memoryview, int]]:
-    """:func:`read_blocks`'s blocks as bytes, not yet checked, with their offsets in the text.
+def _byte_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None, within_lines: bool,
+                 start: int = 0, stop: int | None = None) -> Iterator[tuple[memoryview, int]]:
+    """:func:`read_blocks`'s blocks as bytes, not yet checked, with their offsets in the text;
+    of the bytes ``start`` to ``stop`` only (a file read as is), given those.
 
     The file is read into one buffer, used again and again: a block is a view of it, valid
     until the next block is asked for (copying 100 MB of text three times over cost more
     than scanning it). What follows a block's last line end is moved to the buffer's front,
     and a line longer than the buffer gets a bigger one."""
     path = check_corpus(path)
-    offset, held = 0, 0  # held: the bytes at the buffer's front that no block has had yet
+    offset, held = start, 0  # held: the bytes at the buffer's front that no block has had yet
+    left = math.inf if stop is None else stop - start
     buffer = bytearray(2 * BLOCK_BYTES)
     with open_corpus(path) as f:
+        f.seek(start)
         while True:
             if len(buffer) < held + BLOCK_BYTES:  # a new buffer, not a resize: views of this one may live on
                 bigger = bytearray(2 * (held + BLOCK_BYTES))
                 bigger[:held] = buffer[:held]
                 buffer = bigger
-            got = f.readinto(memoryview(buffer)[held:held + BLOCK_BYTES])
+            got = f.readinto(memoryview(buffer)[held:held + min(BLOCK_BYTES, left)])
+            left -= got
             if not got:
                 break
             end = held + got
@@ -220,15 +230,27 @@ class WordScan:
             ids = np.empty(len(block), np.uint32)
             yield ids[:self.scan_block(block, ids)].copy()  # the buffer has room for one id per byte
 
-    def scan_into(self, path: str | os.PathLike, out: np.ndarray, on_bytes: ByteCallback | None = None) -> int:
-        """Write the ids of the corpus to ``out`` (room for one id per byte of text, and one
-        more) and return how many there are."""
+    def scan_into(self, path: str | os.PathLike, out: np.ndarray, on_bytes: ByteCallback | None = None,
+                  start: int = 0, stop: int | None = None, cancel: threading.Event | None = None) -> int:
+        """Write the ids of the corpus (of its bytes ``start`` to ``stop``, if given, a file
+        read as is) to ``out`` (room for one id per byte, and one more) and return how many
+        there are; stop early, returning -1, once ``cancel`` is set."""
         used = 0
-        for block in self._checked_blocks(path, on_bytes):
+        for block in self._checked_blocks(path, on_bytes, start, stop):
+            if cancel is not None and cancel.is_set():
+                return -1
             if len(out) - used < len(block):
                 raise NgteachError(f"{path}: the file grew while it was read")
             used += self.scan_block(block, out[used:])
         return used
+
+    def merge(self, other: "WordScan") -> np.ndarray:
+        """Take in the words of ``other`` (those new here after the others, in its order of
+        first use) and their counts; return the id here of each of its ids."""
+        mapping = np.empty(_words_lib.words_types(other._scan), np.uint32)
+        if _words_lib.words_merge(self._scan, other._scan, mapping) < 0:
+            raise MemoryError("no memory for the word table")
+        return mapping
 
     def scan_block(self, block: bytes | memoryview, out: np.ndarray) -> int:
         """Write the ids of a block of text to ``out``, which has room for one per byte;
@@ -240,12 +262,13 @@ class WordScan:
         return n
 
     @staticmethod
-    def _checked_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None) -> Iterator[memoryview | bytes]:
+    def _checked_blocks(path: str | os.PathLike, on_bytes: ByteCallback | None, start: int = 0,
+                        stop: int | None = None) -> Iterator[memoryview | bytes]:
         """The corpus's blocks (a line may be cut, a word never), checked as text (see
         :func:`_byte_blocks`: a block lives until the next), then a line end if the text's
         last line has none."""
         ends_line = True
-        for block, offset in _byte_blocks(path, on_bytes, within_lines=True):
+        for block, offset in _byte_blocks(path, on_bytes, True, start, stop):
             _checked_text(path, block, offset)
             ends_line = block[-1] in b"\n\r"
             yield block
@@ -264,6 +287,53 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
     if path.suffix.lower() in DECOMPRESS:
         stream = np.concatenate(list(scan.blocks(path, on_bytes)))
     else:
-        room = np.empty(os.path.getsize(path) + 1, np.uint32)
-        stream = room[:scan.scan_into(path, room, on_bytes)]
+        size = os.path.getsize(path)
+        room = np.empty(size + 1, np.uint32)
+        middle = _line_start_near(path, size // 2) if size >= SPLIT_BYTES else None
+        used = scan.scan_into(path, room, on_bytes) if middle is None else _scan_halves(path, scan, room, middle, on_bytes)
+        stream = room[:used]
     return ScannedText(scan.types, stream, scan.counts)
+
+
+def _scan_halves(path: Path, scan: WordScan, room: np.ndarray, middle: int, on_bytes: ByteCallback | None) -> int:
+    """Scan the bytes before ``middle`` (a line start) into ``room`` with ``scan``, and those
+    after with a second scan in a thread (the C scanner lets go of the GIL) into an array
+    of its own; then merge the second's words into ``scan`` and copy its ids, renumbered,
+    after the first's. The ids are those of one scan from the start: a word new in the
+    second half gets its id after every word of the first, in order of first use. (Had the
+    second half gone to its place in ``room`` at ``middle``, those pages would stay taken
+    when the ids move left.)"""
+    lock, cancel, second = threading.Lock(), threading.Event(), WordScan()
+
+    def report(n: int) -> None:  # the progress bar hears from both threads
+        with lock:
+            on_bytes(n)
+
+    report = report if on_bytes else None
+    with ThreadPoolExecutor(1) as pool:
+        rest = np.empty(len(room) - middle, np.uint32)
+        later = pool.submit(second.scan_into, path, rest, report, middle, None, cancel)
+        try:
+            used = scan.scan_into(path, room[:middle], report, 0, middle)
+        except BaseException:
+            cancel.set()
+            raise
+        rest = rest[:later.result()]
+    mapping = scan.merge(second)
+    for at in range(0, len(rest), MOVE_SLICE):
+        part = rest[at:at + MOVE_SLICE]
+        room[used + at:used + at + len(part)] = mapping[part]
+    return used + len(rest)
+
+
+def _line_start_near(path: Path, offset: int) -> int | None:
+    """The first line start (after a ``\\n``) at or after byte ``offset`` of a file, or None
+    if there is none before its end."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while piece := f.read(1 << 16):
+            at = piece.find(b"\n")
+            if at >= 0:
+                return offset + at + 1
+            offset += len(piece)
+    return None

@@ -11,6 +11,15 @@ from corpora import EOS, NgteachError, WordTokenizer, check_corpus, read_blocks,
 from reference import tokenize_bytes, tokenize_file
 
 
+@pytest.fixture(autouse=True, params=["one-scan", "two-halves"])
+def scanning(request, monkeypatch):
+    """Every test both ways: a file scanned from start to end, and (any size) as two halves
+    in two threads, joined; the ids, words and errors must be the same."""
+    if request.param == "two-halves":
+        monkeypatch.setattr(corpora.text, "SPLIT_BYTES", 1)
+    return request.param
+
+
 def words_of(path) -> list[str]:
     scanned = scan_words(path)
     return [scanned.types[i] for i in scanned.stream]
@@ -128,6 +137,18 @@ def test_real_corpus_small_blocks_same_stream(wt2_valid):
         blocked = scan_words(wt2_valid)
     assert [whole.types[i] for i in whole.stream] == [blocked.types[i] for i in blocked.stream]
     assert len(blocked.stream) == 217_646
+
+
+@pytest.mark.parametrize("fixture", ["wt2_valid", "shakespeare"])
+def test_two_halves_give_the_ids_of_one_scan(request, fixture, monkeypatch):
+    path = request.getfixturevalue(fixture)
+    monkeypatch.setattr(corpora.text, "SPLIT_BYTES", 1 << 40)
+    whole = scan_words(path)
+    monkeypatch.setattr(corpora.text, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(corpora.text, "BLOCK_BYTES", 1 << 16)
+    halves = scan_words(path)
+    assert halves.types == whole.types  # words new in the second half are numbered after the first's
+    assert np.array_equal(halves.stream, whole.stream) and np.array_equal(halves.counts, whole.counts)
 
 
 def test_on_bytes_reports_the_file_size(write_corpus):
