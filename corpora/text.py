@@ -47,8 +47,8 @@ _words_lib.words_merge.restype = ctypes.c_int64
 
 EOS = "<eos>"
 UNK = "<unk>"
-# A block's words live as Python strings (about 60 bytes each) while it is encoded, so
-# blocks are kept small: 4 MiB of text is about 40 MB of strings.
+# Text is read a block at a time (read_blocks decodes each to a str; the word scanner
+# reads the bytes), so that memory does not grow with a line or the file.
 BLOCK_BYTES = 1 << 22
 # A file read as is and at least this big is scanned as two halves, in two threads.
 SPLIT_BYTES = 1 << 24
@@ -109,7 +109,8 @@ def corpus_digest(path: str | os.PathLike, stop: threading.Event | None = None) 
 def digest_meanwhile(path: str | os.PathLike) -> Iterator[Callable[[], tuple[str, int]]]:
     """Hash a corpus (:func:`corpus_digest`) in a thread while the body runs (hashlib lets
     go of the GIL, so it takes no time from the body on a second core); yields the function
-    that waits for the result. Leaving the body by an exception stops the hashing."""
+    that waits for the result, to be called inside the body: leaving it stops the hashing
+    (an exception need not wait for it)."""
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(corpus_digest, path, stop)
@@ -240,7 +241,7 @@ class WordScan:
             if cancel is not None and cancel.is_set():
                 return -1
             if len(out) - used < len(block):
-                raise NgteachError(f"{path}: the file grew while it was read")
+                raise NgteachError(f"{path}: the file changed while it was read")
             used += self.scan_block(block, out[used:])
         return used
 
@@ -315,10 +316,10 @@ def _scan_halves(path: Path, scan: WordScan, room: np.ndarray, middle: int, on_b
         later = pool.submit(second.scan_into, path, rest, report, middle, None, cancel)
         try:
             used = scan.scan_into(path, room[:middle], report, 0, middle)
-        except BaseException:
+            rest = rest[:later.result()]
+        except BaseException:  # an error, or Ctrl-C while either half is scanned
             cancel.set()
             raise
-        rest = rest[:later.result()]
     mapping = scan.merge(second)
     for at in range(0, len(rest), MOVE_SLICE):
         part = rest[at:at + MOVE_SLICE]

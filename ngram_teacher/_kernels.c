@@ -645,8 +645,9 @@ static char *put_value(char *p, float value)
  * written to out: ngrams[i * m + j] indexes words_at/word_length (bytes of the
  * word buffer), backoff is NULL on the highest order. Returns the bytes written,
  * or -1 if a value is NaN, +inf or beyond ARPA_LIMIT (before writing anything
- * for that line). out must hold n * (2 * 22 + 2) bytes plus the words' lengths
- * and their spaces. */
+ * for that line). out must hold n * 43 bytes (two values of at most 20
+ * characters, the tab before the backoff, the line end, a byte to spare) plus
+ * the words' lengths and a separator before each word. */
 i64 arpa_lines(const char *word_buffer, const i64 *words_at, const i64 *word_length, const int32_t *ngrams, i64 n,
                int m, const float *prob, const float *backoff, char *out)
 {

@@ -39,8 +39,11 @@ class OrderTable:
 def count_orders(tokens: np.ndarray, vocab_size: int, order: int) -> Iterator[OrderTable]:
     """Yield the tables of orders 1..order, lowest first.
 
-    Only the working arrays of the order being built stay in memory, so a caller that
-    writes each table out and drops it needs about 8 bytes x 4 per token at the peak.
+    From packed keys, every order is made before the first is yielded (the tables are
+    small next to the stream; the keys, 8 bytes each, are sorted a quarter of the stream
+    at a time). Order by order, only the working arrays of the order being built stay in
+    memory, so a caller that writes each table out and drops it needs about 8 bytes x 4
+    per token at the peak.
     """
     tokens = np.ascontiguousarray(tokens, dtype=np.uint32)
     if len(tokens) >= 0xFFFFFFFF:  # ids and counts are uint32

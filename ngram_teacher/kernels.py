@@ -236,7 +236,7 @@ def sort_continuations(words: np.ndarray, counts: np.ndarray, offsets: np.ndarra
     return cont_words, cont_counts
 
 
-VALUE_WIDTH = 22  # the longest value arpa_lines writes, with its tab: "-" + 11 digits + "." + 7 + tab
+VALUE_WIDTH = 21  # the longest value arpa_lines writes, with its tab: "-" + 11 digits + "." + 7 + tab
 
 
 def arpa_lines(word_buffer: np.ndarray, words_at: np.ndarray, word_length: np.ndarray, ngrams: np.ndarray,
@@ -246,7 +246,8 @@ def arpa_lines(word_buffer: np.ndarray, words_at: np.ndarray, word_length: np.nd
     ValueError for a value that cannot be written (NaN, +inf, or 1e11 or more)."""
     ngrams = np.ascontiguousarray(ngrams, dtype=np.int32)
     n, m = ngrams.shape
-    out = np.empty(n * (2 * VALUE_WIDTH + 2) + int(word_length[ngrams].sum()) + n * m, np.uint8)
+    # a line: two values with their tabs, its end, its words, and a tab or space before each
+    out = np.empty(n * (2 * VALUE_WIDTH + 1) + int(word_length[ngrams].sum()) + n * m, np.uint8)
     backoff = None if log10_backoff is None else np.ascontiguousarray(log10_backoff, dtype=np.float32)
     size = _lib.arpa_lines(word_buffer, words_at, word_length, ngrams, n, m,
                            np.ascontiguousarray(log10_prob, dtype=np.float32),

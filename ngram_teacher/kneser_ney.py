@@ -101,7 +101,8 @@ def estimate_kneser_ney(model, order: int | None = None,
     m = 2..ORDER. ``prune``: lmplz's ``--prune`` thresholds (see the module docstring).
     """
     vocab = model.vocab
-    # count_sentences checks the ids it reads: from the count tables, it reads only a few
+    # count_sentences checks the ids it reads (from the count tables, only a few: the
+    # tables' own were checked as the model loaded)
     return kneser_ney(model.tokens(check_ids=False), vocab.tokens, vocab.eos_id, vocab.unk_id, order or model.order,
                       discount_fallback, progress, prune, model.tables)
 
@@ -150,6 +151,7 @@ def count_sentences(tokens: np.ndarray, eos_id: int, bos_id: int, order: int,
     n_words = bos_id + 1
     if bits is not None and tables is not None and tables.order >= order:
         _check_lines(tokens, eos_id, int(tables.count([eos_id])), n_words)
+        _check_ids(np.concatenate([tokens[:order - 1], tokens[-order:]]), n_words)  # what _sentence_keys reads
         keys, weights = _sentence_keys(tables, tokens, eos_id, bos_id, order, bits)
         builder = kernels.PackedTables(order, bits, len(keys), n_words)
         builder.add(keys, weights)
@@ -186,7 +188,8 @@ def _sentence_keys(tables: CountTables, tokens: np.ndarray, eos_id: int, bos_id:
     second after the first (``<s>`` is the highest word). Only the last ``order - 1``
     positions (no ``order``-gram starts there), the sentence starts after them, and the
     first sentence's start (no ``<eos>`` before it) are made from the stream itself and
-    put in their places."""
+    put in their places. (At order 1 the last ``<eos>`` gives a sentence start that does
+    not exist; no count is read off order-1 keys, so it changes nothing.)"""
     top = tables.orders[order - 1]
     rows = np.empty((len(top), order), np.uint32)  # the words of each order-gram
     rows[:, -1], ids = top.words, _context_ids(top.offsets)  # ids: of each order-gram's context, a level down
@@ -224,7 +227,13 @@ def _check_lines(tokens: np.ndarray, eos_id: int, lines: int, n_words: int, chec
         raise NgteachError("the token stream does not end with <eos> (every line must end with one)")
     if len(tokens) + lines >= int(kernels.NONE):  # ids and counts are uint32
         raise NgteachError(f"a corpus of {len(tokens):,} tokens is too large (the limit is 2**32 - 1 with <s>)")
-    if check_ids and int(tokens.max()) >= n_words - 1:
+    if check_ids:
+        _check_ids(tokens, n_words)
+
+
+def _check_ids(tokens: np.ndarray, n_words: int) -> None:
+    """NgteachError if a token id is not below ``n_words`` - 1 (``<s>``): the kernels index by them."""
+    if len(tokens) and int(tokens.max()) >= n_words - 1:
         raise NgteachError(f"the token stream has id {int(tokens.max())}, beyond its vocabulary of {n_words - 1}")
 
 

@@ -247,6 +247,18 @@ def test_the_stream_must_hold_whole_lines():
         kneser_ney(np.array([], np.uint32), vocab, 1, 0, 2)
 
 
+@pytest.mark.parametrize("at", [0, -2])  # the first line's start, the tail: read from the stream itself
+def test_a_token_id_beyond_the_vocabulary_is_refused_not_read(wt2_model, tmp_path, at):
+    model, _ = wt2_model
+    copy = tmp_path / "model"
+    shutil.copytree(model.directory, copy)
+    tokens = np.load(copy / "tokens.npy")
+    tokens[at] = len(model.vocab) + 100
+    np.save(copy / "tokens.npy", tokens)
+    with pytest.raises(NgteachError, match="beyond its vocabulary"):
+        estimate_kneser_ney(NgramModel(copy))
+
+
 def test_words_reserved_by_arpa_are_refused():
     with pytest.raises(NgteachError, match="</s>"):
         estimate_words("a </s> <eos>".split(), [UNK, "<eos>", "a", "</s>"], 2)
