@@ -49,7 +49,7 @@ from corpora import NgteachError, check_corpus
 from ngram_teacher import NgramModel, RankFile, load_teacher
 from ngram_teacher.teachers import DEFAULT_K
 from ngram_teacher.model import tokens_sha256
-from corpora.files import read_json_object, temp_file, write_json, write_npy, writing
+from corpora.files import read_json_object, temp_file, write_atomic, write_json, write_npy, writing
 from corpora.provenance import provenance
 
 from .data import (PARTITION_MODES, FileRows, OnlineRows, TeacherReader, TeacherRows, bptt_batches,
@@ -796,6 +796,7 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         log(f"resuming {out} after epoch {state['epoch']}{within}")
         if distributed.is_main:
             _record_resume(out / "environment.json", state, distributed)
+            _forget_epochs_after(out / "metrics.jsonl", state["epoch"])
         return optimizer, state
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -803,6 +804,17 @@ def _open_run(config: RunConfig, model: nn.Module, resume: bool, distributed: "_
         write_json(out / "environment.json", _environment(distributed))
         (out / "metrics.jsonl").write_text("")
     return make_optimizer(config, model), _fresh_state()
+
+
+def _forget_epochs_after(path: Path, epoch: int) -> None:
+    """Drop the metrics of epochs after ``epoch`` (the checkpoint's): an epoch's line is
+    written just before its checkpoint, so a run killed between the two has a line for an
+    epoch it will train again."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    kept = [line for line in lines if json.loads(line)["epoch"] <= epoch]
+    if len(kept) < len(lines):
+        with writing(path, "the metrics"):
+            write_atomic(path, "".join(kept).encode("utf-8"))
 
 
 def _environment(distributed: "_Distributed") -> dict:

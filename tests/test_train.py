@@ -316,6 +316,26 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(teacher, tmp_path, e
     assert f"after epoch {picked_up['epoch']}" in resuming and (picked_up["batch"] > 0) == (every != "0")
 
 
+def test_a_resume_forgets_the_metrics_of_an_epoch_it_trains_again(teacher, tmp_path):
+    # Killed between writing epoch 2's metrics and its checkpoint: the run resumes after
+    # epoch 1, and epoch 2 must be in metrics.jsonl once, as trained again.
+    config = tiny_config(teacher, tmp_path / "r", epochs=3)
+
+    def stop_after_epoch_1(line: str) -> None:
+        if line.startswith("epoch 1:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, log=stop_after_epoch_1)
+    metrics = tmp_path / "r/metrics.jsonl"
+    (first,) = [json.loads(line) for line in metrics.read_text().splitlines()]
+    with open(metrics, "a") as f:
+        f.write(json.dumps({**first, "epoch": 2, "valid_ppl": 1.0}) + "\n")  # the line of the lost epoch 2
+    run(config, resume=True, log=lambda line: None)
+    epochs = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [m["epoch"] for m in epochs] == [1, 2, 3] and epochs[1]["valid_ppl"] != 1.0
+
+
 def test_resume_refuses_other_options(teacher, tmp_path):
     result = subprocess.run([*COMMAND, "distill", "--resume", str(tmp_path), "--epochs", "9"], capture_output=True,
                             text=True)
