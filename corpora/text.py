@@ -282,7 +282,9 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
 
     A file read as is holds at most one id per byte, and one more if its last line lacks
     a line end, so the ids are written straight into an array of that size, whose untouched
-    end never takes memory; the blocks of a compressed file are joined at the end instead."""
+    end never takes memory; the blocks of a compressed file are joined at the end instead.
+    A file read as is of :data:`SPLIT_BYTES` or more is scanned as two halves on two
+    threads (:func:`_scan_halves`), with the same result."""
     path = check_corpus(path)
     scan = WordScan()
     if path.suffix.lower() in DECOMPRESS:
@@ -291,8 +293,10 @@ def scan_words(path: str | os.PathLike, on_bytes: ByteCallback | None = None) ->
         size = os.path.getsize(path)
         room = np.empty(size + 1, np.uint32)
         middle = _line_start_near(path, size // 2) if size >= SPLIT_BYTES else None
-        used = scan.scan_into(path, room, on_bytes) if middle is None else _scan_halves(path, scan, room, middle, on_bytes)
-        stream = room[:used]
+        if middle is None:
+            stream = room[:scan.scan_into(path, room, on_bytes)]
+        else:
+            stream = room[:_scan_halves(path, scan, room, middle, on_bytes)]
     return ScannedText(scan.types, stream, scan.counts)
 
 
