@@ -1,9 +1,10 @@
 """Strict reading of UTF-8 corpora and word-level tokenization.
 
 A corpus is read in blocks of whole lines so that memory stays flat however big
-it is; a file ending in ``.gz``, ``.bz2`` or ``.xz`` is read decompressed. Lines are what Python's text mode calls lines (``\\r\\n`` and ``\\r`` end a
-line too); every line, blank ones included, ends with one ``<eos>`` token, and
-words are what ``str.split()`` returns.
+it is; a file ending in ``.gz``, ``.bz2`` or ``.xz`` is read decompressed. Lines are
+what Python's text mode calls lines (``\\r\\n`` and ``\\r`` end a line too); every
+line, blank ones included, ends with one ``<eos>`` token, and words are what
+``str.split()`` returns. The words are found and numbered in C (``_words.c``).
 """
 from __future__ import annotations
 
