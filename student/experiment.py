@@ -36,6 +36,9 @@ COUNTED = ("count", "cloze")  # teachers of a model directory of their own order
 SOURCE = "source.json"  # in CORPUS/data: what the splits were made from
 TEACHER = "teacher.json"  # in CORPUS/teachers/NAME: what the teacher was made with
 ARPA = "model.arpa"  # in CORPUS/teachers/NAME of a kneser-ney teacher: its model
+# config.json settings a run fills in when it starts, if not given: the vocabulary's checksum,
+# the partitions its teacher declares
+FILLED_BY_RUN = ("vocab_sha256", "partition")
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,33 @@ def teacher_files(corpus_dir: Path, teacher: TeacherSpec | None) -> tuple[Path, 
 
 def check_plan(runs: list[Run], out: Path) -> None:
     """Refuse to mix runs of a changed spec into an output folder; record the plan (each
-    run's distill options; a plan of before holds command lines, compared as such)."""
+    run's distill options).
+
+    A run that started must have, setting by setting, what the spec gives it now: the
+    spec's options are resolved as distill resolves them and compared with the run's
+    config.json, so a setting written out at the value it had is no change, and a default
+    that changed since the run started is one."""
+    for run in runs:
+        if (run.directory / "config.json").exists():
+            _check_started(run, out)
     path = out / PLAN
     planned = {run.name: run.options for run in runs}
     if path.exists():
-        before = read_json_object(path, f"{path}: missing")
-        changed = [run.name for run in runs if before.get(run.name, run.options) not in (run.options, run.args)
-                   and (run.directory / "config.json").exists()]
-        if changed:
-            raise NgteachError(f"{out}: the spec changed the options of {changed[0]}, which already ran; "
-                               "use another --out or remove that run")
-        planned = {**before, **planned}
+        planned = {**read_json_object(path, f"{path}: missing"), **planned}
     write_json(path, planned)
+
+
+def _check_started(run: Run, out: Path) -> None:
+    from .train import RunConfig, config_from_options
+
+    started = asdict(RunConfig.load(run.directory / "config.json"))
+    now = asdict(config_from_options(run.options))
+    key = next((key for key in now if started.get(key) != now[key]
+                and not (key in FILLED_BY_RUN and now[key] is None)), None)
+    if key is not None:
+        raise NgteachError(f"{out}: the spec changed {key} of {run.name}, which already ran ({started.get(key)!r} "
+                           f"then, {now[key]!r} now); use another --out, remove that run, or set {key} in the "
+                           "spec as it was")
 
 
 # ---- data and teachers ------------------------------------------------------------------------

@@ -331,6 +331,25 @@ def test_an_archive_holds_results_and_run_records_that_give_the_same_results(gri
     assert compared[0].returncode == 0 and compared[0].stdout.replace("out/", "archive/") == compared[1].stdout
 
 
+def test_a_later_stage_run_into_the_same_folder_keeps_its_finished_runs_and_archives_only_its_own(grid, tmp_path):
+    # Stage 2 of a study: more seeds of a few of the screen's configurations, into the
+    # screen's folder, so that the screen's runs are the new stage's first seed.
+    root, _ = grid
+    shutil.copytree(root / "out", tmp_path / "out")
+    (tmp_path / "docs.txt").write_bytes((root / "docs.txt").read_bytes())
+    stage = SPEC.replace('name = "small"', 'name = "stage2"').replace("seeds = [0]", "seeds = [0, 1]").replace(
+        'weight = 0.1\n', 'weight = 0.1\nteachers = ["count2"]\n').replace('[losses.kl]\nloss = "kl"\n', "")
+    (tmp_path / "stage2.toml").write_text(stage, encoding="utf-8")
+    kept = {run: (tmp_path / "out/docs/runs" / run / "summary.json").read_bytes() for run in ("ce-s0", "rank@count2-s0")}
+    result = run_cli("experiment", "stage2.toml", "--out", "out", "--archive", "archive", cwd=tmp_path)
+    assert result.returncode == 0 and "4 runs, 2 done, 2 to run" in result.stderr, result.stderr
+    assert all((tmp_path / "out/docs/runs" / run / "summary.json").read_bytes() == data for run, data in kept.items())
+    archived = sorted(path.name for path in (tmp_path / "archive/docs/runs").iterdir() if path.is_dir())
+    assert archived == ["ce-s0", "ce-s1", "rank@count2-s0", "rank@count2-s1"]
+    table = (tmp_path / "archive/results.md").read_text(encoding="utf-8")
+    assert table.startswith("# stage2\n") and "rank@kn2" not in table and "| rank@count2 | 2 |" in table
+
+
 @pytest.mark.parametrize("archive, refused", [("docs.txt", "docs.txt: exists and is not an experiment folder"),
                                               ("new/archive", "new/archive: the archive must be outside"),
                                               ("none/archive", "none: no such directory for the archive")])
@@ -347,8 +366,28 @@ def test_a_changed_spec_is_refused_for_runs_already_done(grid):
     result = run_cli("experiment", "changed.toml", "--out", "out", cwd=root)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "ngteach: error: out: the spec changed the options of docs/rank@count2-s0, which already ran; "
-        "use another --out or remove that run"]
+        "ngteach: error: out: the spec changed weight of docs/rank@count2-s0, which already ran (0.1 then, 0.2 now); "
+        "use another --out, remove that run, or set weight in the spec as it was"]
+
+
+def test_a_started_run_is_checked_setting_by_setting_defaults_resolved(grid, tmp_path):
+    root, _ = grid
+    shutil.copytree(root / "out", tmp_path / "out")
+    (tmp_path / "docs.txt").write_bytes((root / "docs.txt").read_bytes())
+    # the defaults written out (rank's smoothing 0, kl's weight 0.5, the optimizer's rate) change nothing ...
+    explicit = SPEC.replace("weight = 0.1\n", "weight = 0.1\nsmoothing = 0.0\n").replace(
+        'loss = "kl"\n', 'loss = "kl"\nweight = 0.5\nlr = 2e-3\n')
+    (tmp_path / "explicit.toml").write_text(explicit, encoding="utf-8")
+    again = run_cli("experiment", "explicit.toml", "--out", "out", cwd=tmp_path)
+    assert again.returncode == 0 and "4 done, 0 to run" in again.stderr, again.stderr
+    # ... while a run that started under another default (here: its config.json says so) is refused
+    config = tmp_path / "out/docs/runs/kl@kn2-s0/config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "smoothing": 0.1}), encoding="utf-8")
+    (tmp_path / "small.toml").write_text(SPEC, encoding="utf-8")
+    refused = run_cli("experiment", "small.toml", "--out", "out", cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        "ngteach: error: out: the spec changed smoothing of docs/kl@kn2-s0, which already ran (0.1 then, 0.0 now); "
+        "use another --out, remove that run, or set smoothing in the spec as it was"]
 
 
 @pytest.mark.parametrize("change, refused", [
