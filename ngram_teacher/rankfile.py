@@ -235,6 +235,29 @@ class RankFile:
                     raise NgteachError(f"{self.path}: corrupt ranks file ({why} in row {start + rows[0]})")
 
 
+    def leftover_mass(self, quantiles: tuple[float, ...] = (0.5, 0.9)) -> dict[str, float] | None:
+        """The teacher's probability outside each row's real entries (what kl's uniform tail
+        and ``--smoothing teacher`` spread over the other words): {"mean": ..., and each of
+        ``quantiles`` by its name, such as "0.5"} over the positions, the quantiles to
+        1/LEFTOVER_BINS; None unless the scores are log-probabilities (or there are no rows).
+        Read a block at a time, in bounded memory."""
+        if (self.header["scores"] or {}).get("kind") != LOGPROB_SCORES["kind"] or not len(self):
+            return None
+        counts, total = np.zeros(LEFTOVER_BINS + 1, np.int64), 0.0
+        for start in range(0, len(self), 1 << 18):
+            real = np.asarray(self.orders[start:start + (1 << 18)]) > 0
+            probs = np.exp(np.asarray(self.scores[start:start + (1 << 18)], dtype=np.float64))
+            left = np.clip(1 - np.where(real, probs, 0).sum(axis=1), 0, 1)
+            total += float(left.sum())
+            counts += np.bincount(np.rint(left * LEFTOVER_BINS).astype(np.int64), minlength=LEFTOVER_BINS + 1)
+        below = np.cumsum(counts)  # positions at or under each bin
+        return {"mean": total / len(self),
+                **{str(q): float(np.searchsorted(below, q * len(self))) / LEFTOVER_BINS for q in quantiles}}
+
+
+LEFTOVER_BINS = 10_000  # the resolution of RankFile.leftover_mass's quantiles
+
+
 def _read_header(path: Path) -> dict:
     try:
         with open(path, "rb") as f:

@@ -440,6 +440,10 @@ def _describe_ranks(ranks: RankFile) -> None:
     print(f"  partition  {declared or 'order'} ({how})")
     print(f"  gt first   {header['gt_first']}")
     print(f"  scores     {json.dumps(header['scores'])}")
+    leftover = ranks.leftover_mass()
+    if leftover is not None:  # the smoothing that kl's tail and --smoothing teacher would give
+        print(f"  leftover   probability outside the top k: mean {leftover['mean']:.3f}, median "
+              f"{leftover['0.5']:.3f}, 90th percentile {leftover['0.9']:.3f}")
     print(f"  vocabulary {header['vocab_size']:,} (sha256 {header['vocab_sha256'][:16]}...)")
     print(f"  tokens     sha256 {header['tokens_sha256'][:16]}...")
 

@@ -531,6 +531,11 @@ def test_arpa_writes_what_kenlm_loads_with_the_reference_scores(ws):
         words = sentence[1:-1]
         assert model.score(" ".join(words), bos=True, eos=True) == pytest.approx(
             score_sentence(entries, words), abs=1e-4)
+    # its ranks carry log-probabilities: info says how much the teacher leaves outside its top k
+    ws.ok("rank", "--teacher", "arpa:m.arpa", "--k", "5", "--scores", "-o", "kn.bin")
+    mean = RankFile(ws.cwd / "kn.bin").leftover_mass()["mean"]
+    assert 0 < mean < 1
+    assert f"leftover   probability outside the top k: mean {mean:.3f}, median" in ws.ok("info", "kn.bin").stdout.decode()
 
 
 def test_arpa_discount_fallback(ws):

@@ -311,3 +311,40 @@ def test_check_ids(tmp_path):
                                                     bytes(sum(orders, [])), hand_arrays()[2]]), "hole.bin")
     with pytest.raises(NgteachError, match=r"hole.bin: corrupt ranks file \(padding before real entries in row 2\)"):
         RankFile(hole).check_ids()
+
+
+def test_leftover_mass_against_a_loop_over_the_rows(tmp_path):
+    rng = np.random.default_rng(7)
+    n, k = 3000, 4
+    probs = rng.dirichlet(np.ones(k + 1), n)[:, :k]  # each row leaves its last share outside
+    orders = rng.integers(1, 4, (n, k)).astype(np.uint8)
+    orders[rng.random((n, k)).cumsum(1) > 2.5] = 0  # padding at the ends of some rows
+    header = header_dict(n_positions=n, k=k, scores={"kind": "logprob", "dtype": "<f4"})
+    with RankFileWriter(header, tmp_path) as writer:
+        writer.arrays["ids"][:] = np.where(orders > 0, 1, header["pad_id"])
+        writer.arrays["orders"][:] = orders
+        writer.arrays["scores"][:] = np.log(probs).astype(np.float32)
+        writer.publish(tmp_path / "lp.bin")
+    stored = np.exp(np.log(probs).astype(np.float32).astype(np.float64))
+    left = [1 - sum(stored[i, j] for j in range(k) if orders[i, j]) for i in range(n)]
+    summary = RankFile(tmp_path / "lp.bin").leftover_mass((0.5, 0.9))
+    assert summary["mean"] == pytest.approx(sum(left) / n, rel=1e-12)
+    for q in (0.5, 0.9):  # the smallest value at or above which a share q of the rows lie, to 1e-4
+        assert summary[str(q)] == pytest.approx(sorted(left)[int(np.ceil(q * n)) - 1], abs=1e-4)
+
+
+def test_leftover_mass_by_hand_and_only_for_log_probabilities(tmp_path):
+    # rows keep 0.5 + 0.25, 0.5 (the second entry is padding) and all of it: 0.25, 0.5 and 0 left
+    header = header_dict(scores={"kind": "logprob", "dtype": "<f4"})
+    with RankFileWriter(header, tmp_path) as writer:
+        writer.arrays["ids"][:] = IDS
+        writer.arrays["orders"][:] = ORDERS
+        writer.arrays["scores"][:] = np.log([[0.5, 0.25], [0.5, 0.9], [0.5, 0.5]])
+        writer.publish(tmp_path / "lp.bin")
+    summary = RankFile(tmp_path / "lp.bin").leftover_mass((0.5, 1.0))
+    assert summary == pytest.approx({"mean": 0.25, "0.5": 0.25, "1.0": 0.5})
+    def counts(arrays: dict) -> None:
+        arrays["ids"][:], arrays["orders"][:], arrays["scores"][:] = IDS, ORDERS, SCORES
+
+    write_rank_file(header_dict(), tmp_path / "counts.bin", counts)
+    assert RankFile(tmp_path / "counts.bin").leftover_mass() is None
