@@ -37,9 +37,10 @@ def distill(
                                             "teachers)."),
     k: Optional[int] = typer.Option(None, "--k", help="Use the first k entries of each ranks row."),
     min_order: int = typer.Option(1, help="Leave out teacher entries found below this backoff order."),
-    smoothing: str = typer.Option("0", help="Label smoothing of the cross-entropy term of rank, pl and kl: a "
-                                  "weight, or teacher (the teacher's probability outside its top-k at each "
-                                  "position; needs its log-probabilities)."),
+    smoothing: Optional[str] = typer.Option(None, help="Label smoothing of the cross-entropy term of rank, pl and "
+                                            "kl: a weight, or teacher (the teacher's probability outside its "
+                                            "top-k at each position; needs its log-probabilities). Default per "
+                                            "loss: rank 0.1, pl and kl 0."),
     model: str = typer.Option("ngteach-model", "--model", "-m", help="The model directory: the vocabulary, and "
                               "the training text unless --train gives one."),
     ranks: Optional[str] = typer.Option(None, help="The ranks file of the training text (default ranks.bin)."),
@@ -123,7 +124,7 @@ def run_config(params: dict):
     options = {name: value for name, value in params.items() if name not in ("data_dir", "resume")}
     for text in ("train", "valid", "test"):
         options[text] = _text(options[text], params["data_dir"])
-    options["smoothing"] = _smoothing(options["smoothing"])
+    options["smoothing"] = None if options["smoothing"] is None else _smoothing(options["smoothing"])
     options["out"] = options["out"] or str(Path("runs") / f"{params['student']}-{params['size']}-{params['loss']}-"
                                                           f"s{params['seed']}")
     return config_from_options(options)

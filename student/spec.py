@@ -371,6 +371,7 @@ weight = 0.1
 [losses.rank]
 loss = "rank"
 weight = 0.01
+smoothing = 0  # the paper's rank term, without label smoothing
 
 [losses.kl]
 loss = "kl"
