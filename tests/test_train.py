@@ -103,20 +103,6 @@ def test_teacher_rows_partitions_and_min_order(teacher):
     assert (single[..., 1:] == 1).all() and (single[..., 0] == GT_PARTITION).all()
 
 
-def test_rank_smooths_its_cross_entropy_by_default_and_the_other_losses_do_not(teacher):
-    ranks = RankFile(teacher / "ranks.bin")
-    positions = torch.arange(10, 30).view(2, 10)
-    logits = torch.randn(2, 10, len(NgramModel(teacher / "ngteach-model").vocab))
-    targets = torch.from_numpy(np.asarray(NgramModel(teacher / "ngteach-model").tokens()[positions.numpy()],
-                                          dtype=np.int64))
-    # rank at weight 0 is its cross-entropy term alone: label-smoothed by 0.1 unless told otherwise
-    loss, _ = objective(RunConfig(loss="rank", weight=0.0), logits, targets, TeacherReader(ranks).rows(positions))
-    torch.testing.assert_close(loss, F.cross_entropy(logits.transpose(1, 2), targets, reduction="none",
-                                                     label_smoothing=0.1))
-    assert [RunConfig(loss=loss).smoothing for loss in ("rank", "pl", "kl", "ce", "ls")] == [0.1, 0, 0, 0, 0]
-    assert RunConfig(loss="rank", smoothing=0.0).smoothing == 0
-
-
 def test_rank_objective_with_full_weight_is_plackett_luce_and_k1_is_cross_entropy(teacher):
     ranks = RankFile(teacher / "ranks.bin")
     positions = torch.arange(10, 30).view(2, 10)
@@ -131,6 +117,11 @@ def test_rank_objective_with_full_weight_is_plackett_luce_and_k1_is_cross_entrop
     # weight 0 leaves cross-entropy alone whatever the teacher says
     loss0, _ = objective(replace(config, weight=0.0), logits, targets, TeacherReader(ranks).rows(positions))
     torch.testing.assert_close(loss0, ce)
+    # ... label-smoothed by 0.1 when rank's smoothing is left to its default (the other losses': 0)
+    smoothed, _ = objective(RunConfig(loss="rank", weight=0.0), logits, targets, TeacherReader(ranks).rows(positions))
+    torch.testing.assert_close(smoothed, F.cross_entropy(logits.transpose(1, 2), targets, reduction="none",
+                                                         label_smoothing=0.1))
+    assert [RunConfig(loss=loss).smoothing for loss in ("rank", "pl", "kl", "ce", "ls")] == [0.1, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("loss, weight", [("ce", 0.0), ("ls", 0.1), ("ls", 0.3)])
