@@ -234,7 +234,6 @@ class RankFile:
                 if len(rows):
                     raise NgteachError(f"{self.path}: corrupt ranks file ({why} in row {start + rows[0]})")
 
-
     def leftover_mass(self, quantiles: tuple[float, ...] = (0.5, 0.9)) -> dict[str, float] | None:
         """The teacher's probability outside each row's real entries (what kl's uniform tail
         and ``--smoothing teacher`` spread over the other words): {"mean": ..., and each of
@@ -243,10 +242,10 @@ class RankFile:
         Read a block at a time, in bounded memory."""
         if (self.header["scores"] or {}).get("kind") != LOGPROB_SCORES["kind"] or not len(self):
             return None
-        counts, total = np.zeros(LEFTOVER_BINS + 1, np.int64), 0.0
-        for start in range(0, len(self), 1 << 18):
-            real = np.asarray(self.orders[start:start + (1 << 18)]) > 0
-            probs = np.exp(np.asarray(self.scores[start:start + (1 << 18)], dtype=np.float64))
+        counts, total, block = np.zeros(LEFTOVER_BINS + 1, np.int64), 0.0, 1 << 18
+        for start in range(0, len(self), block):
+            real = np.asarray(self.orders[start:start + block]) > 0
+            probs = np.exp(np.asarray(self.scores[start:start + block], dtype=np.float64))
             left = np.clip(1 - np.where(real, probs, 0).sum(axis=1), 0, 1)
             total += float(left.sum())
             counts += np.bincount(np.rint(left * LEFTOVER_BINS).astype(np.int64), minlength=LEFTOVER_BINS + 1)
