@@ -32,6 +32,9 @@ COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "valid_pp
            "test_ppl_no_oov", "best_epoch", "epochs", "train_tokens", "wall_s", "run")
 MARKS = ((0.01, "**"), (0.05, "*"))
 METRIC_LABELS = {"all": "test ppl", "exclude-oov": "test ppl excl. OOV"}
+# The validation perplexity of each metric, as metrics.jsonl names it: what learning speed
+# and the validation plot measure.
+VALID_KEYS = {"all": "valid_ppl", "exclude-oov": "valid_ppl_no_oov"}
 METRIC_NAMES = {"all": "every test token", "exclude-oov": "the test tokens in the vocabulary"}
 
 
@@ -44,6 +47,7 @@ class Line:
     test: list[float]
     valid: list[float]
     test_no_oov: list[float | None] = field(default_factory=list)  # without the OOV tokens (None: not recorded)
+    valid_no_oov: list[float | None] = field(default_factory=list)
     exclude_oov: bool = False  # whether differences and rankings are of test_no_oov rather than test
     p_baseline: float | None = None
     other: str | None = None  # the best other configuration with the same teacher
@@ -97,6 +101,7 @@ class Table:
     lines: list[Line]
     teacher_pairs: list[TeacherPair]
     oov: tuple[int, int] | None  # (out-of-vocabulary test tokens, test tokens), if the runs record them
+    valid_key: str = "valid_ppl"  # the validation perplexity of the learning speed and the plot
 
 
 class RunScores:
@@ -166,11 +171,22 @@ def summarize(spec: Spec, runs: list[Run], scores: RunScores | None = None) -> d
                         scores.oov(run.directory)  # refuses a run that did not record them
                 no_oov = [scores.ppl_no_oov(r.directory) for r in finished.values()]
                 lines.append(Line(config, finished, [s["test_ppl"] for s in summaries],
-                                  [s["valid_ppl"] for s in summaries], no_oov, exclude_oov))
+                                  [s["valid_ppl"] for s in summaries], no_oov,
+                                  [s.get("valid_ppl_no_oov") for s in summaries], exclude_oov))
         _add_p_values(lines, spec.baseline, scores, spec.compare)
-        _add_learning_speed(lines)
-        tables[corpus.name] = Table(lines, _teacher_pairs(lines, scores), _oov_count(lines, scores))
+        valid_key = _valid_key(lines, spec.metric)
+        _add_learning_speed(lines, valid_key)
+        tables[corpus.name] = Table(lines, _teacher_pairs(lines, scores), _oov_count(lines, scores), valid_key)
     return tables
+
+
+def _valid_key(lines: list[Line], metric: str) -> str:
+    """The validation perplexity of the spec's metric, if every run recorded it at every
+    epoch (runs made before the out-of-vocabulary records did not); else over all tokens."""
+    key = VALID_KEYS[metric]
+    runs = [run for line in lines for run in line.runs.values()]
+    recorded = all(key in epoch for run in runs for epoch in _epochs(run.directory / "metrics.jsonl"))
+    return key if recorded else VALID_KEYS["all"]
 
 
 def reference_line(lines: list[Line]) -> Line | None:
@@ -178,14 +194,21 @@ def reference_line(lines: list[Line]) -> Line | None:
     return next((line for line in lines if line.config.loss == "ce" and line.config.teacher is None), None)
 
 
-def _add_learning_speed(lines: list[Line]) -> None:
+def _add_learning_speed(lines: list[Line], valid_key: str) -> None:
     reference = reference_line(lines)
     if reference is None:
         return
-    best = dict(zip(reference.runs, reference.valid))
+    best = reference_bests(reference, valid_key)
     for line in lines:
-        line.to_reference = {seed: tokens_to_reach(_valid_curve(run.directory / "metrics.jsonl"), best[seed])
+        line.to_reference = {seed: tokens_to_reach(_valid_curve(run.directory / "metrics.jsonl", valid_key),
+                                                   best[seed])
                              for seed, run in line.runs.items() if seed in best}
+
+
+def reference_bests(reference: Line, valid_key: str) -> dict[int, float]:
+    """Seed -> the best validation perplexity (``valid_key``) of the reference's run."""
+    return {seed: min(_valid_curve(run.directory / "metrics.jsonl", valid_key)[1])
+            for seed, run in reference.runs.items()}
 
 
 def tokens_to_reach(curve: tuple[list[int], list[float]], target: float) -> int | None:
@@ -266,7 +289,7 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
         if table.oov is not None:
             n, total = table.oov
             out += [f"Out-of-vocabulary test tokens (<unk>): {n:,} of {total:,} ({n / total:.1%}).", ""]
-        out += [*_lines_table(spec, table.lines), ""]
+        out += [*_lines_table(spec, table), ""]
         if table.teacher_pairs:
             out += [*_teacher_pairs_table(table.teacher_pairs, spec.metric), ""]
     out += ["Test and validation perplexity: mean ± standard deviation over seeds; excl. OOV: without the "
@@ -276,25 +299,29 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
             "1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
             "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Tokens to the best "
             "valid: the training tokens after which a seed first reached the best validation perplexity of plain "
-            "cross-entropy's run of the same seed (mean over the seeds that did). Teachers compared: "
+            "cross-entropy's run of the same seed (mean over the seeds that did), without the out-of-vocabulary "
+            "tokens where the header says so (and the plot of validation perplexity measures the same). Teachers "
+            "compared: "
             "the perplexities of those seed-averaged log-probabilities, their difference and its 95% "
             "bootstrap interval.", ""]
     return "\n".join(out)
 
 
-def _lines_table(spec: Spec, lines: list[Line]) -> list[str]:
-    baseline, measure = spec.baseline, METRIC_LABELS[spec.metric]
+def _lines_table(spec: Spec, table: Table) -> list[str]:
+    baseline, measure, lines = spec.baseline, METRIC_LABELS[spec.metric], table.lines
     reference = reference_line(lines)
-    speed = f"tokens to {reference.name}'s best valid" if reference else "tokens to ce's best valid"
+    speed = (f"tokens to {reference.name if reference else 'ce'}'s best valid"
+             f"{' excl. OOV' if table.valid_key != VALID_KEYS['all'] else ''}")
     by_name = {line.name: line for line in lines}
     against = [name for name in spec.compare if name in by_name]
-    rows = [f"| configuration | seeds | test ppl | test ppl excl. OOV | valid ppl | Δ {measure} vs {baseline} "
-            f"| p vs {baseline} | best other loss, same teacher | p vs it | {speed} |"
+    rows = [f"| configuration | seeds | test ppl | test ppl excl. OOV | valid ppl | valid ppl excl. OOV "
+            f"| Δ {measure} vs {baseline} | p vs {baseline} | best other loss, same teacher | p vs it | {speed} |"
             + "".join(f" Δ vs {name} | p vs {name} |" for name in against),
-            "|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(against)]
+            "|---|---|---|---|---|---|---|---|---|---|---|" + "---|---|" * len(against)]
     for line in lines:
         rows.append(f"| {line.name} | {len(line.test)} | {_mean_sd(line.test)} | {_mean_sd(line.test_no_oov)} "
-                    f"| {_mean_sd(line.valid)} | {_delta(line, by_name.get(baseline))} | {_p(line.p_baseline)} "
+                    f"| {_mean_sd(line.valid)} | {_mean_sd(line.valid_no_oov)} | {_delta(line, by_name.get(baseline))} "
+                    f"| {_p(line.p_baseline)} "
                     f"| {line.other or ''} | {_p(line.p_other)} | {_speed(line.to_reference)} |"
                     + "".join(f" {_delta(line, by_name[name])} | {_p(line.p_against.get(name))} |"
                               for name in against))
@@ -365,14 +392,15 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
         values = []
         for colour, line in zip(_colours(len(lines)), lines):
             for n, run in enumerate(line.runs.values()):
-                tokens, valid = _valid_curve(run.directory / "metrics.jsonl")
+                tokens, valid = _valid_curve(run.directory / "metrics.jsonl", table.valid_key)
                 values += valid
                 axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.name if n == 0 else None)
         reference = reference_line(lines)
         if reference is not None:  # what the learning-speed column measures against
-            axis.axhline(statistics.fmean(reference.valid), color="grey", ls="--", lw=0.8,
-                         label=f"{reference.name}'s best (mean)")
-        axis.set(xlabel="training tokens", ylabel="validation perplexity", title=_title(spec, corpus))
+            axis.axhline(statistics.fmean(reference_bests(reference, table.valid_key).values()), color="grey",
+                         ls="--", lw=0.8, label=f"{reference.name}'s best (mean)")
+        excluded = " excl. OOV" if table.valid_key != VALID_KEYS["all"] else ""
+        axis.set(xlabel="training tokens", ylabel=f"validation perplexity{excluded}", title=_title(spec, corpus))
         axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
@@ -415,10 +443,14 @@ def _colours(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _valid_curve(metrics: Path) -> tuple[list[int], list[float]]:
-    epochs = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-    epochs = [e for e in epochs if math.isfinite(e["valid_ppl"])]
-    return [e["tokens"] for e in epochs], [e["valid_ppl"] for e in epochs]
+def _epochs(metrics: Path) -> list[dict]:
+    return [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _valid_curve(metrics: Path, key: str) -> tuple[list[int], list[float]]:
+    """(training tokens, validation perplexity ``key``) at each epoch's end."""
+    epochs = [e for e in _epochs(metrics) if math.isfinite(e[key])]
+    return [e["tokens"] for e in epochs], [e[key] for e in epochs]
 
 
 def _save(figure, path: Path) -> Path:

@@ -128,7 +128,7 @@ def test_results_table_csv_and_plots(grid):
     expected = paired_bootstrap(*logprobs, block=len(logprobs[0]) // 50,
                                 lines=load_run_lines(ce, len(logprobs[0]))).p_value
     line = next(row for row in table.splitlines() if row.startswith("| rank@count2 "))
-    assert f"{expected:.2g}" in line.split("|")[7]
+    assert f"{expected:.2g}" in line.split("|")[8]
     for name in ("docs-valid.png", "docs-test.png"):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -211,20 +211,23 @@ def test_a_corpus_min_count_gives_every_model_of_it_one_vocabulary_without_rarer
     assert json.loads((out / "docs/data/source.json").read_text())["min_count"] == 3
 
 
-def test_learning_speed_is_the_tokens_to_reach_the_ce_runs_best_validation(grid):
+@pytest.mark.parametrize("metric, key", [("all", "valid_ppl"), ("exclude-oov", "valid_ppl_no_oov")])
+def test_learning_speed_is_the_tokens_to_reach_the_ce_runs_best_validation(grid, metric, key):
     root, _ = grid
     out = root / "out"
     curves = {}
     for name in ("ce", "rank@count2"):
         epochs = [json.loads(line) for line in (out / f"docs/runs/{name}-s0/metrics.jsonl").read_text().splitlines()]
-        curves[name] = [(e["tokens"], e["valid_ppl"]) for e in epochs]
+        curves[name] = [(e["tokens"], e[key]) for e in epochs]
+        assert all(e["valid_ppl_no_oov"] != e["valid_ppl"] for e in epochs)  # the validation text has OOV tokens
     target = min(valid for _, valid in curves["ce"])
     expected = next((tokens for tokens, valid in curves["rank@count2"] if valid <= target), None)
-    spec = parse_spec(tomllib.loads(SPEC), root)
-    line = next(line for line in summarize(spec, plan_runs(spec, out))["docs"].lines if line.name == "rank@count2")
+    spec = parse_spec(tomllib.loads(SPEC.replace('baseline = "ce"', f'baseline = "ce"\nmetric = "{metric}"')), root)
+    tables = summarize(spec, plan_runs(spec, out))
+    line = next(line for line in tables["docs"].lines if line.name == "rank@count2")
     assert line.to_reference == {0: expected}
-    table = (out / "results.md").read_text(encoding="utf-8")
-    assert "tokens to ce's best valid |" in table
+    table = markdown(spec, tables)
+    assert ("tokens to ce's best valid excl. OOV |" in table) == (metric == "exclude-oov")
     row = next(row for row in table.splitlines() if row.startswith("| rank@count2 ")).split(" | ")
     assert row[-1].rstrip(" |") == ("not reached" if expected is None else f"{expected / 1e6:.2f}M")
 
@@ -374,8 +377,8 @@ def test_a_started_run_is_checked_setting_by_setting_defaults_resolved(grid, tmp
     root, _ = grid
     shutil.copytree(root / "out", tmp_path / "out")
     (tmp_path / "docs.txt").write_bytes((root / "docs.txt").read_bytes())
-    # the defaults written out (rank's smoothing 0, kl's weight 0.5, the optimizer's rate) change nothing ...
-    explicit = SPEC.replace("weight = 0.1\n", "weight = 0.1\nsmoothing = 0.0\n").replace(
+    # the defaults written out (rank's smoothing 0.1, kl's weight 0.5, the optimizer's rate) change nothing ...
+    explicit = SPEC.replace("weight = 0.1\n", "weight = 0.1\nsmoothing = 0.1\n").replace(
         'loss = "kl"\n', 'loss = "kl"\nweight = 0.5\nlr = 2e-3\n')
     (tmp_path / "explicit.toml").write_text(explicit, encoding="utf-8")
     again = run_cli("experiment", "explicit.toml", "--out", "out", cwd=tmp_path)
@@ -689,8 +692,8 @@ def test_born_again_lines_are_compared_like_any_teacher(born_again):
     table = (born_again / "out/results.md").read_text(encoding="utf-8")
     cells = {row.split("|")[1].strip(): row.split("|") for row in table.splitlines() if "@ba" in row}
     assert sorted(cells) == ["kl@ba", "rank@ba"]
-    assert cells["rank@ba"][8].strip() == "kl@ba" and cells["kl@ba"][8].strip() == "rank@ba"
-    assert all(row[6].strip() and row[8].strip() for row in cells.values())  # p vs ce and vs the other loss
+    assert cells["rank@ba"][9].strip() == "kl@ba" and cells["kl@ba"][9].strip() == "rank@ba"
+    assert all(row[8].strip() and row[10].strip() for row in cells.values())  # p vs ce and vs the other loss
 
 
 def test_rerunning_a_born_again_grid_changes_nothing_and_a_lost_teacher_comes_back(born_again):
