@@ -66,7 +66,7 @@ def main() -> None:
     tokens = torch.randint(0, args.vocab, (args.batch_size, student.window + 1), generator=generator)
     batch = (tokens[:, :-1], tokens[:, 1:])
     teacher = fake_teacher_rows(batch[1], args.vocab, args.k, generator)
-    configs = {"ce": RunConfig(loss="ce"), "rank": RunConfig(loss="rank", weight=0.1)}
+    configs = {"ce": RunConfig(loss="ce"), "rank": RunConfig(loss="rank", weight=0.1, smoothing=0.0)}
     times = {name: [] for name in configs}
     for step in range(args.steps + 3):
         for name, config in configs.items():

@@ -39,6 +39,8 @@ ARPA = "model.arpa"  # in CORPUS/teachers/NAME of a kneser-ney teacher: its mode
 # config.json settings a run fills in when it starts, if not given: the vocabulary's checksum,
 # the partitions its teacher declares
 FILLED_BY_RUN = ("vocab_sha256", "partition")
+# config.json settings made from --out and the spec's corpora: a change means a moved folder
+PATH_KEYS = ("model_dir", "ranks", "teacher", "train", "valid", "test", "out")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,10 @@ def _check_started(run: Run, out: Path) -> None:
     now = asdict(config_from_options(run.options))
     key = next((key for key in now if started.get(key) != now[key]
                 and not (key in FILLED_BY_RUN and now[key] is None)), None)
+    if key in PATH_KEYS:  # made from --out and the spec's corpora, not set in the spec
+        raise NgteachError(f"{out}: {run.name} already ran with {key} {started.get(key)!r}, and the spec now "
+                           f"gives {now[key]!r} (was the folder or a corpus moved?); run it where it ran, or "
+                           "remove that run")
     if key is not None:
         raise NgteachError(f"{out}: the spec changed {key} of {run.name}, which already ran ({started.get(key)!r} "
                            f"then, {now[key]!r} now); use another --out, remove that run, or set {key} in the "

@@ -206,9 +206,10 @@ def _add_learning_speed(lines: list[Line], valid_key: str) -> None:
 
 
 def reference_bests(reference: Line, valid_key: str) -> dict[int, float]:
-    """Seed -> the best validation perplexity (``valid_key``) of the reference's run."""
-    return {seed: min(_valid_curve(run.directory / "metrics.jsonl", valid_key)[1])
-            for seed, run in reference.runs.items()}
+    """Seed -> the best validation perplexity (``valid_key``) of the reference's run; a seed
+    with no finite validation perplexity yet has none."""
+    curves = {seed: _valid_curve(run.directory / "metrics.jsonl", valid_key)[1] for seed, run in reference.runs.items()}
+    return {seed: min(curve) for seed, curve in curves.items() if curve}
 
 
 def tokens_to_reach(curve: tuple[list[int], list[float]], target: float) -> int | None:
@@ -396,9 +397,10 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
                 values += valid
                 axis.plot(tokens, valid, color=colour, lw=1.2, alpha=0.8, label=line.name if n == 0 else None)
         reference = reference_line(lines)
-        if reference is not None:  # what the learning-speed column measures against
-            axis.axhline(statistics.fmean(reference_bests(reference, table.valid_key).values()), color="grey",
-                         ls="--", lw=0.8, label=f"{reference.name}'s best (mean)")
+        bests = reference_bests(reference, table.valid_key) if reference is not None else {}
+        if bests:  # what the learning-speed column measures against
+            axis.axhline(statistics.fmean(bests.values()), color="grey", ls="--", lw=0.8,
+                         label=f"{reference.name}'s best (mean)")
         excluded = " excl. OOV" if table.valid_key != VALID_KEYS["all"] else ""
         axis.set(xlabel="training tokens", ylabel=f"validation perplexity{excluded}", title=_title(spec, corpus))
         axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
@@ -449,7 +451,7 @@ def _epochs(metrics: Path) -> list[dict]:
 
 def _valid_curve(metrics: Path, key: str) -> tuple[list[int], list[float]]:
     """(training tokens, validation perplexity ``key``) at each epoch's end."""
-    epochs = [e for e in _epochs(metrics) if math.isfinite(e[key])]
+    epochs = [e for e in _epochs(metrics) if isinstance(e.get(key), (int, float)) and math.isfinite(e[key])]
     return [e["tokens"] for e in epochs], [e[key] for e in epochs]
 
 

@@ -140,6 +140,8 @@ class RunConfig:
         check_run_directory(path.parent)
         values = read_json_object(path, f"{path.parent}: not a run directory (no {path.name})")
         values.pop("size", None)  # runs made before it was dropped: the student's shape says it all
+        # Runs made before smoothing was recorded had none; today's per-loss default would differ.
+        values.setdefault("smoothing", 0.0)
         student = values.get("student")
         if not isinstance(student, dict):
             raise NgteachError(f"{path}: not a readable run configuration (student must be an object)")

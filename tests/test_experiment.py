@@ -9,6 +9,7 @@ import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from ngram_teacher import NgramModel, RankFile, load_teacher, write_ranks
 from ngram_teacher.model import file_sha256
 from student.experiment import (Step, check_made, corpus_record, corpus_splits, in_run_order, plan_runs,
                                 prepare_teachers, run_experiment, schedule, write_corpus)
-from student.results import Line, _test_bars, markdown, summarize, tokens_to_reach
+from student.results import Line, _test_bars, markdown, reference_bests, summarize, tokens_to_reach
 from student.significance import load_run_lines, paired_bootstrap
 from student.spec import Config, load_spec, parse_spec
 
@@ -226,10 +227,24 @@ def test_learning_speed_is_the_tokens_to_reach_the_ce_runs_best_validation(grid,
     tables = summarize(spec, plan_runs(spec, out))
     line = next(line for line in tables["docs"].lines if line.name == "rank@count2")
     assert line.to_reference == {0: expected}
+    ce = next(line for line in tables["docs"].lines if line.name == "ce")
+    assert reference_bests(ce, key) == {0: target}
     table = markdown(spec, tables)
     assert ("tokens to ce's best valid excl. OOV |" in table) == (metric == "exclude-oov")
     row = next(row for row in table.splitlines() if row.startswith("| rank@count2 ")).split(" | ")
     assert row[-1].rstrip(" |") == ("not reached" if expected is None else f"{expected / 1e6:.2f}M")
+    summary = json.loads((out / "docs/runs/rank@count2-s0/summary.json").read_text())
+    assert row[4:6] == [f"{summary['valid_ppl']:.2f}", f"{summary['valid_ppl_no_oov']:.2f}"]
+
+
+def test_a_reference_without_a_finite_validation_perplexity_yet_has_no_best(tmp_path):
+    (tmp_path / "s0").mkdir()
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s0" / "metrics.jsonl").write_text(
+        '{"tokens": 10, "valid_ppl": NaN}\n{"tokens": 20, "valid_ppl": 40.0}\n{"tokens": 30, "valid_ppl": 50.0}\n')
+    (tmp_path / "s1" / "metrics.jsonl").write_text('{"tokens": 10, "valid_ppl": Infinity}\n')
+    runs = {seed: SimpleNamespace(directory=tmp_path / f"s{seed}") for seed in (0, 1)}
+    assert reference_bests(SimpleNamespace(runs=runs), "valid_ppl") == {0: 40.0}
 
 
 def test_more_comparisons_than_the_baseline(grid):
@@ -391,6 +406,13 @@ def test_a_started_run_is_checked_setting_by_setting_defaults_resolved(grid, tmp
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
         "ngteach: error: out: the spec changed smoothing of docs/kl@kn2-s0, which already ran (0.1 then, 0.0 now); "
         "use another --out, remove that run, or set smoothing in the spec as it was"]
+    # a path made from --out that differs says the folder moved, not that the spec changed it
+    config.write_text(json.dumps({**json.loads(config.read_text()), "smoothing": 0.0, "model_dir": "old/docs/model"}),
+                      encoding="utf-8")
+    moved = run_cli("experiment", "small.toml", "--out", "out", cwd=tmp_path)
+    assert moved.returncode == 1 and moved.stderr.strip().splitlines() == [
+        "ngteach: error: out: docs/kl@kn2-s0 already ran with model_dir 'old/docs/model', and the spec now gives "
+        "'out/docs/model' (was the folder or a corpus moved?); run it where it ran, or remove that run"]
 
 
 @pytest.mark.parametrize("change, refused", [

@@ -105,9 +105,10 @@ def test_a_neural_teacher_ranks_to_a_file_only(models):
         OnlineRows(neural, base.tokens(), 5, "born-again:RUN")
 
 
-def tiny(models: Path, out: Path, **changes) -> RunConfig:
+def tiny(models: Path, out: Path, loss: str = "rank", **changes) -> RunConfig:
+    # The loss goes to the constructor so that its default weight and smoothing apply.
     config = RunConfig(model_dir=str(models / "base"), student=student_config("lstm", "tiny", window=20),
-                       epochs=2, batch_size=8, patience=9, out=str(out))
+                       loss=loss, epochs=2, batch_size=8, patience=9, out=str(out))
     return replace(config, **changes)
 
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +42,11 @@ def teacher(tmp_path_factory):
     return root
 
 
-def tiny_config(teacher: Path, out: Path, **changes) -> RunConfig:
+def tiny_config(teacher: Path, out: Path, loss: str = "ce", **changes) -> RunConfig:
+    # The loss goes to the constructor so that its default weight and smoothing apply.
     config = RunConfig(model_dir=str(teacher / "ngteach-model"), ranks=str(teacher / "ranks.bin"),
                        test=str(teacher / "test.txt"), student=student_config("lstm", "tiny", window=20),
-                       loss="ce", epochs=2, batch_size=8, out=str(out))
+                       loss=loss, epochs=2, batch_size=8, out=str(out))
     return replace(config, **changes)
 
 
@@ -431,6 +432,17 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_no_directory(teacher, 
     with pytest.raises(NgteachError, match="failed in the first epoch"):
         run(tiny_config(teacher, tmp_path / "mine"), log=lambda m: None)
     assert (tmp_path / "mine").is_dir()
+
+
+def test_a_config_written_before_smoothing_existed_loads_without_smoothing(tmp_path):
+    # rank's default smoothing became 0.1 later: an older run's config.json, which has no
+    # smoothing, meant none, and --resume, eval and experiment's checks must read it so
+    (tmp_path / "old").mkdir()
+    values = json.loads(json.dumps(asdict(RunConfig(loss="rank", weight=0.1))))
+    del values["smoothing"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(values), encoding="utf-8")
+    assert RunConfig.load(tmp_path / "old" / "config.json").smoothing == 0.0
+    assert RunConfig(loss="rank").smoothing == 0.1  # a new run's default is unchanged
 
 
 @pytest.mark.slow
