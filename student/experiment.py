@@ -76,8 +76,8 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
             teacher = spec.teachers.get(config.teacher) if config.teacher else None
             model, ranks = teacher_files(out / corpus.name, teacher)
             # the teacher's whole distribution is made batch by batch, from its ARPA file
-            online = {"teacher": f"arpa:{ranks.with_name(ARPA)}", "ranks": None} if config.options.get(
-                "kl_tail") == "full" else {}
+            kl_tail = {**spec.student, **config.options}.get("kl_tail")  # a loss's own, or the student section's
+            online = {"teacher": f"arpa:{ranks.with_name(ARPA)}", "ranks": None} if kl_tail == "full" else {}
             for seed in spec.seeds:
                 directory = out / corpus.name / "runs" / f"{config.name}-s{seed}"
                 options = {**spec.student, **config.options, "model": str(model), "ranks": ranks and str(ranks),
@@ -547,6 +547,8 @@ def check_archive(out: Path, archive: Path) -> None:
     """Refuse an archive folder that cannot be (re)written, before any run starts."""
     if archive.resolve() == out.resolve() or out.resolve() in archive.resolve().parents:
         raise NgteachError(f"{archive}: the archive must be outside the experiment folder {out}")
+    if archive.resolve() in out.resolve().parents:  # rewriting the archive would delete the runs
+        raise NgteachError(f"{archive}: the experiment folder {out} is inside it; archive elsewhere")
     if archive.exists() and not (archive / "experiment.json").is_file():
         raise NgteachError(f"{archive}: exists and is not an experiment folder; remove it or choose another")
     if not archive.parent.is_dir():

@@ -24,8 +24,8 @@ from corpora.files import read_json_object, write_atomic
 from .experiment import Run
 from corpora import NgteachError
 
-from .significance import (OOV, Comparison, default_block, load_run_lines, load_run_logprobs, load_run_oov,
-                           paired_bootstrap, without_positions)
+from .significance import (BLOCK, MIN_BLOCKS, OOV, Comparison, default_block, load_run_lines, load_run_logprobs,
+                           load_run_oov, paired_bootstrap, without_positions)
 from .spec import Config, Spec
 
 COLUMNS = ("corpus", "config", "loss", "teacher", "seed", "valid_ppl", "valid_ppl_no_oov", "test_ppl",
@@ -294,11 +294,11 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
         if table.teacher_pairs:
             out += [*_teacher_pairs_table(table.teacher_pairs, spec.metric), ""]
     out += ["Test and validation perplexity: mean ± standard deviation over seeds; excl. OOV: without the "
-            "out-of-vocabulary test tokens, as KenLM reports perplexity without OOVs. Δ and p compare "
-            f"{METRIC_NAMES[spec.metric]}, over the seeds both configurations have. p: two-sided paired "
-            "bootstrap over blocks of whole test lines (at least "
-            "1,000 tokens, or 1/50 of a shorter text; 10,000 resamples) of the per-token log-probabilities "
-            "averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Tokens to the best "
+            "out-of-vocabulary test tokens, as KenLM reports perplexity without OOVs. Δ: the difference of the "
+            f"mean test perplexities over {METRIC_NAMES[spec.metric]}, over the seeds both configurations have. "
+            "p: two-sided paired bootstrap over blocks of whole test lines (at least "
+            f"{BLOCK:,} tokens, or 1/{MIN_BLOCKS} of a shorter text; 10,000 resamples) of the per-token "
+            "log-probabilities of those tokens averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Tokens to the best "
             "valid: the training tokens after which a seed first reached the best validation perplexity of plain "
             "cross-entropy's run of the same seed (mean over the seeds that did), without the out-of-vocabulary "
             "tokens where the header says so (and the plot of validation perplexity measures the same). Teachers "
@@ -403,7 +403,8 @@ def plot(spec: Spec, tables: dict[str, Table], folder: Path) -> list[Path]:
                          label=f"{reference.name}'s best (mean)")
         excluded = " excl. OOV" if table.valid_key != VALID_KEYS["all"] else ""
         axis.set(xlabel="training tokens", ylabel=f"validation perplexity{excluded}", title=_title(spec, corpus))
-        axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
+        if values:  # none while every run is still in its first epoch, or diverged
+            axis.set_ylim(min(values) * 0.97, float(np.percentile(values, 90)) * 1.05)
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
         written.append(_save(figure, folder / f"{corpus}-valid.png"))

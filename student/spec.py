@@ -177,6 +177,8 @@ def parse_spec(raw: dict, folder: Path, where: str = "spec") -> Spec:
     names = [c.name for c in configs]
     if not (isinstance(compare, list) and all(name in names for name in compare)):
         raise bad(f"compare must be a list of the configurations ({', '.join(names)}), not {compare!r}")
+    if len(set(compare)) < len(compare) or baseline in compare:
+        raise bad(f"compare names a configuration twice or the baseline ({compare!r}; the baseline is {baseline!r})")
     return Spec(name, folder, seeds, baseline, corpora, teachers, student, configs, metric, compare)
 
 

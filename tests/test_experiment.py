@@ -370,7 +370,8 @@ def test_a_later_stage_run_into_the_same_folder_keeps_its_finished_runs_and_arch
 
 @pytest.mark.parametrize("archive, refused", [("docs.txt", "docs.txt: exists and is not an experiment folder"),
                                               ("new/archive", "new/archive: the archive must be outside"),
-                                              ("none/archive", "none: no such directory for the archive")])
+                                              ("none/archive", "none: no such directory for the archive"),
+                                              (".", ".: the experiment folder new is inside it")])
 def test_an_archive_folder_that_cannot_be_written_is_refused_before_any_run(grid, archive, refused):
     root, _ = grid
     result = run_cli("experiment", "small.toml", "--out", "new", "--archive", archive, cwd=root)
@@ -576,6 +577,8 @@ def test_results_only_needs_an_experiment_folder_and_out_a_folder(tmp_path):
     (("weight = 0.1", "weight = 0.1\nweight_schedule = \"linear\""), "--weight-schedule must be one of"),
     (("test_fraction = 0.1", "test_fraction = 0.1\ntrain_share = 1.0"), "train_share must be between 0 and 1"),
     (("baseline = \"ce\"", "baseline = \"ce\"\ncompare = [\"nope\"]"), "compare must be a list of the configurations"),
+    (("baseline = \"ce\"", "baseline = \"ce\"\ncompare = [\"ce\"]"), "compare names a configuration twice or the baseline"),
+    (("baseline = \"ce\"", "baseline = \"ce\"\ncompare = [\"kl@kn2\", \"kl@kn2\"]"), "compare names a configuration twice"),
     (("baseline = \"ce\"", "baseline = \"ce\"\nmetric = \"oov\""), "metric must be one of all, exclude-oov, not 'oov'"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 0"), "min_count must be an integer of at least 1, not 0"),
     (("test_fraction = 0.1", "test_fraction = 0.1\nmin_count = 2.0"), "min_count must be an integer"),
@@ -779,6 +782,12 @@ def test_kl_from_the_whole_distribution_ranks_each_batch_from_the_kneser_ney_arp
     assert args[args.index("--teacher") + 1] == f"arpa:{tmp_path / 'out/docs/teachers/kn2/model.arpa'}"
     assert "--ranks" not in args and "--kl-tail" in args
     assert "--teacher" not in runs["docs/rank@kn2-s0"].args  # the other losses read the ranks file
+    # set once in [student], for a grid of KL runs only, it means the same
+    only_kl = SPEC.replace("checkpoint_every = 0\n", 'checkpoint_every = 0\nkl_tail = "full"\n').split("[losses.ce]")[0]
+    only_kl += '[losses.kl]\nloss = "kl"\nteachers = ["kn2"]\n'
+    (run,) = plan_runs(parse_spec(tomllib.loads(only_kl.replace('baseline = "ce"', 'baseline = "kl@kn2"')), tmp_path),
+                       tmp_path / "out")
+    assert run.args[run.args.index("--teacher") + 1] == f"arpa:{tmp_path / 'out/docs/teachers/kn2/model.arpa'}"
     with pytest.raises(NgteachError, match='kl_tail = "full" needs a kneser-ney teacher .* \'ba\' is born-again'):
         parse_spec(tomllib.loads(full + BORN_AGAIN), tmp_path)
 
