@@ -295,10 +295,11 @@ def markdown(spec: Spec, tables: dict[str, Table]) -> str:
             out += [*_teacher_pairs_table(table.teacher_pairs, spec.metric), ""]
     out += ["Test and validation perplexity: mean ± standard deviation over seeds; excl. OOV: without the "
             "out-of-vocabulary test tokens, as KenLM reports perplexity without OOVs. Δ: the difference of the "
-            f"mean test perplexities over {METRIC_NAMES[spec.metric]}, over the seeds both configurations have. "
+            f"mean test perplexities over {METRIC_NAMES[spec.metric]} (the seeds both configurations have). "
             "p: two-sided paired bootstrap over blocks of whole test lines (at least "
             f"{BLOCK:,} tokens, or 1/{MIN_BLOCKS} of a shorter text; 10,000 resamples) of the per-token "
-            "log-probabilities of those tokens averaged over the seeds both configurations have; ** p < 0.01, * p < 0.05. Tokens to the best "
+            "log-probabilities of those tokens averaged over the seeds both configurations have; "
+            "** p < 0.01, * p < 0.05. Tokens to the best "
             "valid: the training tokens after which a seed first reached the best validation perplexity of plain "
             "cross-entropy's run of the same seed (mean over the seeds that did), without the out-of-vocabulary "
             "tokens where the header says so (and the plot of validation perplexity measures the same). Teachers "
