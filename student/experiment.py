@@ -76,11 +76,12 @@ def plan_runs(spec: Spec, out: Path) -> list[Run]:
             teacher = spec.teachers.get(config.teacher) if config.teacher else None
             model, ranks = teacher_files(out / corpus.name, teacher)
             # the teacher's whole distribution is made batch by batch, from its ARPA file
-            kl_tail = {**spec.student, **config.options}.get("kl_tail")  # a loss's own, or the student section's
-            online = {"teacher": f"arpa:{ranks.with_name(ARPA)}", "ranks": None} if kl_tail == "full" else {}
+            settings = {**spec.student, **config.options}  # a loss's own, over the student section's
+            online = {"teacher": f"arpa:{ranks.with_name(ARPA)}", "ranks": None} if settings.get(
+                "kl_tail") == "full" else {}
             for seed in spec.seeds:
                 directory = out / corpus.name / "runs" / f"{config.name}-s{seed}"
-                options = {**spec.student, **config.options, "model": str(model), "ranks": ranks and str(ranks),
+                options = {**settings, "model": str(model), "ranks": ranks and str(ranks),
                            **({"train": str(data / "student.txt")} if corpus.train_share else {}),
                            "valid": str(data / "valid.txt"), "test": str(data / "test.txt"),
                            "out": str(directory), "seed": seed, **online}
